@@ -1,0 +1,205 @@
+"""Inference: a case in, a lesion probability map and the list of lesions out.
+
+The case is put on the model's grid (frames.prepare_case), its 4-channel volume is copied to
+the compute device once, and the 20-channel 2.5D frames are built there batch by batch, so
+the host never holds five copies of every slice and the GPU never waits on a host copy.
+Only axial slices that hold brain are run. Probabilities are mapped back onto the input's
+bravo grid, where lesions are the connected components above the probability threshold.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+
+from .case import Case
+from .devices import autocast, resolve_device
+from .errors import BrainMetSegError
+from .frames import prepare_case, stack_frames
+from .lesions import Lesion, check_threshold, find_lesions, write_lesion_csv
+from .model_card import SYNTHETIC_WARNING
+from .model_folder import load_model_folder, resolve_model
+from .roles import ROLES
+from .seg_nrrd import write_segmentation_nrrd
+from .volumes import Volume, write_volume
+
+Progress = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+DEFAULT_BATCH_SIZE = {"cuda": 32, "cpu": 8}
+"""Frames per forward pass when the caller does not say: large on a GPU, where a whole study
+then takes a handful of passes; moderate on a CPU, where larger batches only cost memory."""
+
+OUTPUT_FILES = {
+    "probability": "probability.nii.gz",
+    "lesions": "lesions.nii.gz",
+    "segmentation": "lesions.seg.nrrd",
+    "table": "lesions.csv",
+}
+
+
+class Cancelled(Exception):
+    """Raised between batches when the caller's cancel() returns True."""
+
+
+def _report(progress: Optional[Progress], fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(float(min(max(fraction, 0.0), 1.0)), message)
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise BrainMetSegError(f"batch size: expected a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+def _device_volume(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(4, D, H, W) host array -> (D, 4, H, W) tensor on `device`, copied once (pinned on CUDA)."""
+    host = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    if device.type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True).permute(1, 0, 2, 3).contiguous()
+
+
+def predict_probability(network: torch.nn.Module, prepared, device: torch.device, batch_size: int = 16,
+                        slices: int = 5, progress: Optional[Progress] = None,
+                        cancel: Optional[CancelCheck] = None) -> np.ndarray:
+    """Lesion probability (softmax of class 1) on the model grid, (D, H, W) float32.
+
+    Slices without brain are not run and stay 0. `cancel` is polled before every batch and
+    stops the work with `Cancelled`, so a user's Stop takes effect within one batch."""
+    _check_batch_size(batch_size)
+    device = torch.device(device)
+    network.eval()
+    if device.type == "cuda":
+        network.to(memory_format=torch.channels_last)
+    brain_slices = np.flatnonzero(np.asarray(prepared.brain).any(axis=(1, 2)))
+    depth, height, width = prepared.images.shape[1:]
+    batches = [brain_slices[i:i + batch_size] for i in range(0, len(brain_slices), batch_size)]
+    with torch.inference_mode():
+        volume = _device_volume(prepared.images, device)
+        probability = torch.zeros((depth, height, width), dtype=torch.float32, device=device)
+        for number, batch in enumerate(batches):
+            if cancel is not None and cancel():
+                raise Cancelled(f"cancelled after {number} of {len(batches)} batches")
+            centres = torch.as_tensor(batch, dtype=torch.long, device=device)
+            frames = stack_frames(volume, centres, slices=slices)
+            if device.type == "cuda":
+                frames = frames.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                logits = network(frames)
+            probability[centres] = torch.softmax(logits.float(), dim=1)[:, 1]
+            _report(progress, (number + 1) / len(batches), f"segmenting: batch {number + 1} of {len(batches)}")
+    return probability.cpu().numpy()
+
+
+@dataclass
+class Prediction:
+    """What one study's segmentation produced, on the input's bravo grid."""
+
+    case_id: str
+    probability: np.ndarray  # float32 (I, J, K)
+    components: np.ndarray  # int32 (I, J, K): label i = lesions[i - 1], 1 = most confident
+    lesions: List[Lesion]
+    affine: np.ndarray  # bravo's affine
+    threshold: float
+    model_name: str
+    warnings: List[str] = field(default_factory=list)
+
+
+class Predictor:
+    """A model loaded once on one device, to segment many studies (Slicer, `--dataset`)."""
+
+    def __init__(self, model: Union[str, Path], device: Union[str, torch.device] = "auto",
+                 threshold: Optional[float] = None, batch_size: Optional[int] = None) -> None:
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.folder = resolve_model(model)
+        self.network, self.config = load_model_folder(self.folder, self.device)
+        if list(self.config.input_roles) != list(ROLES):
+            raise BrainMetSegError(
+                f"{self.folder}: the model takes {', '.join(self.config.input_roles)}; "
+                f"inference needs all of {', '.join(ROLES)}")
+        self.threshold = check_threshold(self.config.probability_threshold if threshold is None else threshold)
+        self.batch_size = _check_batch_size(
+            DEFAULT_BATCH_SIZE.get(self.device.type, 8) if batch_size is None else batch_size)
+        self.network.eval()
+        if self.device.type == "cuda":
+            self.network.to(memory_format=torch.channels_last)
+
+    @property
+    def model_name(self) -> str:
+        return self.config.name
+
+    def predict(self, case: Case, progress: Optional[Progress] = None,
+                cancel: Optional[CancelCheck] = None) -> Prediction:
+        """Segment one case: probability map, lesion components and lesion list."""
+        config = self.config
+        _report(progress, 0.0, f"{case.case_id}: resampling to the model grid")
+        prepared = prepare_case(case, config.pixel_spacing_mm, config.slice_spacing_mm, config.in_plane_size)
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled before segmenting")
+
+        def network_progress(fraction: float, message: str) -> None:
+            _report(progress, 0.1 + 0.8 * fraction, f"{case.case_id}: {message}")
+
+        model_probability = predict_probability(self.network, prepared, self.device, self.batch_size,
+                                                config.slices_per_frame, network_progress, cancel)
+        _report(progress, 0.9, f"{case.case_id}: mapping back to the input grid")
+        probability = np.asarray(prepared.to_input_grid(model_probability), dtype=np.float32)
+        _report(progress, 0.95, f"{case.case_id}: finding lesions")
+        components, lesions = find_lesions(probability, case.affine, threshold=self.threshold)
+        warnings = list(case.warnings)
+        if config.synthetic_training_data:
+            warnings.append(SYNTHETIC_WARNING)
+        _report(progress, 1.0, f"{case.case_id}: {len(lesions)} lesion(s)")
+        return Prediction(case.case_id, probability, components, lesions, case.affine.copy(),
+                          self.threshold, config.name, warnings)
+
+
+def predict_case(model: Union[str, Path], case: Case, device: Union[str, torch.device] = "auto",
+                 threshold: Optional[float] = None, progress: Optional[Progress] = None,
+                 cancel: Optional[CancelCheck] = None) -> Prediction:
+    """Segment one case with the model named or found at `model` (loads it each call; keep a
+    Predictor to segment several)."""
+    return Predictor(model, device=device, threshold=threshold).predict(case, progress=progress, cancel=cancel)
+
+
+def output_paths(out_dir: Union[str, "os.PathLike[str]"]) -> Dict[str, Path]:
+    """The four files write_prediction writes in `out_dir`, by kind."""
+    return {kind: Path(out_dir) / name for kind, name in OUTPUT_FILES.items()}
+
+
+def check_outputs_free(out_dir: Union[str, "os.PathLike[str]"]) -> None:
+    """Refuse, before any work, an output folder that already holds prediction files."""
+    existing = [str(path) for path in output_paths(out_dir).values() if path.exists()]
+    if existing:
+        raise BrainMetSegError(f"{existing[0]}: already exists"
+                               + (f" (and {len(existing) - 1} more output file(s))" if len(existing) > 1 else "")
+                               + "; pass --overwrite (overwrite=True) to replace previous results")
+
+
+def _label_array(components: np.ndarray, count: int) -> np.ndarray:
+    for dtype in (np.uint8, np.uint16):
+        if count <= np.iinfo(dtype).max:
+            return components.astype(dtype)
+    return components.astype(np.int32)
+
+
+def write_prediction(prediction: Prediction, out_dir: Union[str, "os.PathLike[str]"],
+                     overwrite: bool = False) -> Dict[str, Path]:
+    """Write probability.nii.gz, lesions.nii.gz, lesions.seg.nrrd and lesions.csv (each atomic)
+    on the bravo grid and geometry; existing outputs are refused unless `overwrite`."""
+    if not overwrite:
+        check_outputs_free(out_dir)
+    paths = output_paths(out_dir)
+    paths["probability"].parent.mkdir(parents=True, exist_ok=True)
+    affine = prediction.affine
+    write_volume(Volume(prediction.probability.astype(np.float32, copy=False), affine), paths["probability"])
+    write_volume(Volume(_label_array(prediction.components, len(prediction.lesions)), affine), paths["lesions"])
+    write_segmentation_nrrd(prediction.components, affine, prediction.lesions, paths["segmentation"])
+    write_lesion_csv(prediction.lesions, paths["table"])
+    return paths

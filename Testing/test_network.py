@@ -1,0 +1,98 @@
+"""DeepLabv3 backbones build offline, take 20-channel frames and return logits."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from BrainMetSegLib.errors import BrainMetSegError
+from BrainMetSegLib.network import BACKBONES, SegmentationNetwork, build_network
+
+
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory: pytest.TempPathFactory):
+    """Each backbone once, built with an empty torch hub folder: a download would show up there or fail."""
+    hub = tmp_path_factory.mktemp("torch_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCH_HOME", str(hub))
+        torch.manual_seed(0)
+        built = {backbone: build_network(backbone).eval() for backbone in BACKBONES}
+    assert list(hub.rglob("*")) == [], "building a network downloaded something"
+    return built
+
+
+def test_backbones():
+    assert BACKBONES == ("resnet50", "resnet101", "mobilenet_v3_large")
+    assert build_network.__defaults__ == ("resnet50", 20, 2)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_forward_gives_logits_of_input_size(networks, backbone):
+    network = networks[backbone]
+    assert isinstance(network, SegmentationNetwork)
+    assert (network.backbone, network.in_channels, network.num_classes) == (backbone, 20, 2)
+    with torch.no_grad():
+        logits = network(torch.randn(1, 20, 64, 48))
+    assert isinstance(logits, torch.Tensor)
+    assert logits.shape == (1, 2, 64, 48) and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+
+
+def test_first_convolution_takes_20_channels(networks):
+    for network in networks.values():
+        first = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d))
+        assert first.in_channels == 20
+        assert first.weight.std() > 0  # initialised, not left at zero
+
+
+def test_parameter_counts_differ(networks):
+    counts = {name: sum(p.numel() for p in net.parameters()) for name, net in networks.items()}
+    assert counts["mobilenet_v3_large"] < counts["resnet50"] < counts["resnet101"]
+    # torchvision's 3-channel DeepLabv3-ResNet-50 with 2 classes has 39,633,986 parameters;
+    # the 20-channel stem adds 17 * 64 * 7 * 7.
+    assert counts["resnet50"] == 39_633_986 + 17 * 64 * 7 * 7
+
+
+def test_other_channel_and_class_counts():
+    network = build_network("mobilenet_v3_large", in_channels=12, num_classes=3).eval()
+    with torch.no_grad():
+        assert network(torch.randn(2, 12, 32, 32)).shape == (2, 3, 32, 32)
+
+
+def test_channels_last_gives_the_same_logits(networks):
+    network = build_network("mobilenet_v3_large").eval()
+    network.load_state_dict(networks["mobilenet_v3_large"].state_dict())
+    x = torch.randn(1, 20, 64, 64)
+    with torch.no_grad():
+        reference = network(x)
+        network = network.to(memory_format=torch.channels_last)
+        result = network(x.contiguous(memory_format=torch.channels_last))
+    assert result.shape == (1, 2, 64, 64)
+    assert torch.allclose(result, reference, atol=1e-4)
+
+
+def test_training_step_reaches_the_stem():
+    torch.manual_seed(0)
+    network = build_network("mobilenet_v3_large").train()
+    logits = network(torch.randn(2, 20, 32, 32))
+    torch.nn.functional.cross_entropy(logits, torch.zeros(2, 32, 32, dtype=torch.long)).backward()
+    stem = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.grad is not None and stem.weight.grad.abs().sum() > 0
+
+
+def test_unknown_backbone_lists_valid_ones():
+    expected = r"^backbone: unknown backbone 'vgg16'; choose one of resnet50, resnet101, mobilenet_v3_large$"
+    with pytest.raises(BrainMetSegError, match=expected):
+        build_network("vgg16")
+
+
+@pytest.mark.parametrize(
+    "parameter, kwargs", [("in_channels", {"in_channels": 0}), ("num_classes", {"num_classes": 1.5})]
+)
+def test_bad_sizes_refused(parameter, kwargs):
+    with pytest.raises(BrainMetSegError, match=rf"^{parameter}: expected a positive integer"):
+        build_network("mobilenet_v3_large", **kwargs)
+
+
+def test_wrong_input_channels_refused(networks):
+    with pytest.raises(BrainMetSegError, match=r"^network input: expected Nx20xHxW frames, got 1x4x32x32"):
+        networks["mobilenet_v3_large"](torch.zeros(1, 4, 32, 32))
