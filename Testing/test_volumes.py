@@ -150,6 +150,9 @@ def test_refuses_2d(tmp_path):
     refused(tmp_path / "slice.nii", "2D image", "5x6x1")
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((6, 5), np.float32)), str(tmp_path / "flat.nrrd"))
     refused(tmp_path / "flat.nrrd", "2D image", "5x6")
+    colour = sitk.GetImageFromArray(np.ones((6, 5, 3), np.uint8), isVector=True)
+    sitk.WriteImage(colour, str(tmp_path / "colour.nrrd"))
+    refused(tmp_path / "colour.nrrd", "2D image", "5x6x3")
 
 
 def test_refuses_4d(tmp_path):

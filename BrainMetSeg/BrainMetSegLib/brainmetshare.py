@@ -11,8 +11,8 @@ from the patient's right to the patient's left), and slices numbered upwards run
 superior. The volume array is indexed [column, row, slice], which makes its affine
 diag(-dx, -dy, dz) in RAS (orientation LPS), centred on the RAS origin; `spacing` is
 (in-plane column spacing, in-plane row spacing, slice spacing) in mm, about 0.94 x 0.94 x 1
-for BrainMetShare. If the slice order of a copy runs the other way, the brain appears
-mirrored head to foot in Slicer; lesion detection does not depend on it.
+for BrainMetShare. If a copy numbers its slices the other way, its brains appear upside down
+in Slicer: the import is self-consistent, but check before mixing it with other data.
 """
 from __future__ import annotations
 
@@ -177,8 +177,9 @@ def import_brainmetshare(source: PathLike, out: PathLike, spacing: Sequence[floa
                          overwrite: bool = False, progress: Optional[Progress] = None) -> List[CaseEntry]:
     """Import every case under `source` into the dataset folder `out`, then write dataset.json.
 
-    Structure and existing cases are checked before the first file is written, so a refusal
-    leaves `out` untouched. Cases already listed in `out` are kept in dataset.json.
+    Structure (channel folders, slice numbers, image sizes) and existing cases are checked
+    before the first file is written, so such refusals leave `out` untouched; dataset.json is
+    written last. Cases already in `out` stay listed in it.
     """
     spacing = _check_spacing(spacing)
     out = Path(out)

@@ -4,7 +4,7 @@ A lesion is a 26-connected component (two voxels touching only at a corner belon
 lesion, as DESIGN.md fixes for labels, predictions and censoring alike). Every measurement is
 physical (RAS mm through the volume's affine), so a lesion keeps its size and position
 whatever the voxel spacing or orientation of the file it came from. Per-voxel work is
-vectorised (cc3d, np.bincount, scipy.ndimage); only the axial diameter loops, over lesions
+vectorised (cc3d labelling and statistics, np.bincount); only the axial diameter loops, over lesions
 and their slices, on each lesion's own bounding box.
 """
 from __future__ import annotations
@@ -85,6 +85,11 @@ def _check_components(components: np.ndarray) -> np.ndarray:
         raise BrainMetSegError(f"components: {components.ndim}D {components.dtype} array; expected a 3D integer label map")
     if components.dtype.kind == "i" and components.size and components.min() < 0:
         raise BrainMetSegError("components: negative labels; expected 0 (background) and positive lesion labels")
+    if components.size and components.max() >= components.size:
+        raise BrainMetSegError(f"components: label {components.max()} is not below the number of voxels "
+                               f"({components.size}); number the components 1..n")
+    if components.dtype.kind == "b" or components.dtype == np.uint64:
+        return components.astype(np.int64)  # np.bincount takes neither
     return components
 
 
@@ -92,7 +97,7 @@ def _check_components(components: np.ndarray) -> np.ndarray:
 
 
 def connected_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
-    """26-connected components of the non-zero voxels: int32 labels 1..n in raster order, and n."""
+    """26-connected components of the non-zero voxels: int32 labels 1..n in C (raster) order, and n."""
     import cc3d
 
     mask = np.asarray(mask)
@@ -111,11 +116,9 @@ def rank_components(probability: np.ndarray, threshold: float = DEFAULT_THRESHOL
     is the cheap part of `find_lesions` (no diameters), which the metrics use every epoch.
     """
     probability = check_probability(probability)
-    mask = probability >= check_threshold(threshold)
-    components, count = connected_components(mask)
-    labels = components[mask]
-    voxels = np.bincount(labels, minlength=count + 1)[1:]
-    sums = np.bincount(labels, weights=probability[mask].astype(np.float64), minlength=count + 1)[1:]
+    components, count = connected_components(probability >= check_threshold(threshold))
+    voxels = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    sums = np.bincount(components.ravel(), weights=probability.ravel(), minlength=count + 1)[1:]
     confidence = sums / np.maximum(voxels, 1)
     order = np.lexsort((np.arange(count), -voxels, -confidence))
     new_label = np.zeros(count + 1, dtype=np.int32)
@@ -123,18 +126,17 @@ def rank_components(probability: np.ndarray, threshold: float = DEFAULT_THRESHOL
     return new_label[components], confidence[order]
 
 
-def component_centroids(components: np.ndarray, count: int) -> np.ndarray:
-    """Mean voxel index of labels 1..count, shape (count, 3); NaN for absent labels.
+def component_statistics(components: np.ndarray) -> Tuple[np.ndarray, np.ndarray, List[Optional[Tuple[slice, ...]]]]:
+    """Voxel counts, mean voxel indices and bounding boxes of labels 1..max, in one pass (cc3d).
 
-    The mean of the voxel centres in RAS is the affine image of this mean index (the map is
-    affine), so the centroid is exact in index space too, which the TP box test needs.
+    Absent labels get 0 voxels, a NaN centroid and a None box. The mean of the voxel centres in
+    RAS is the affine image of the mean index (the map is affine), so the centroid is exact in
+    index space too, which the TP box test of the metrics needs.
     """
-    coords = np.nonzero(components)
-    labels = components[coords]
-    voxels = np.bincount(labels, minlength=count + 1)[1:count + 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.stack([np.bincount(labels, weights=c, minlength=count + 1)[1:count + 1] / voxels
-                         for c in coords], axis=1)
+    import cc3d
+
+    stats = cc3d.statistics(_check_components(components))
+    return stats["voxel_counts"][1:].astype(np.int64), stats["centroids"][1:], stats["bounding_boxes"][1:]
 
 
 # ---------------------------------------------------------------------------------- measuring
@@ -178,28 +180,20 @@ def axial_diameter_mm(mask: np.ndarray, affine: np.ndarray, axis: int) -> float:
 def measure_lesions(components: np.ndarray, affine: np.ndarray,
                     probability: Optional[np.ndarray] = None) -> List[Lesion]:
     """Measure every label present in `components` (ascending label order)."""
-    from scipy import ndimage
-
     components = _check_components(components)
     affine = check_affine(affine)
     if probability is not None:
         probability = check_probability(probability)
         if probability.shape != components.shape:
             raise BrainMetSegError(f"probability: shape {probability.shape} differs from the components' {components.shape}")
-    count = int(components.max()) if components.size else 0
-    if count == 0:
-        return []
-    foreground = components > 0
-    labels = components[foreground]
-    voxels = np.bincount(labels, minlength=count + 1)[1:]
+    voxels, centroids_ijk, boxes = component_statistics(components)
     present = np.flatnonzero(voxels) + 1
-    centroids = apply_affine(affine, component_centroids(components, count)[present - 1])
+    centroids = apply_affine(affine, centroids_ijk[present - 1])
     voxel_mm3 = abs(float(np.linalg.det(affine[:3, :3])))
     confidences = None
     if probability is not None:
-        sums = np.bincount(labels, weights=probability[foreground].astype(np.float64), minlength=count + 1)[1:]
+        sums = np.bincount(components.ravel(), weights=probability.ravel(), minlength=len(voxels) + 1)[1:]
         confidences = sums[present - 1] / voxels[present - 1]
-    boxes = ndimage.find_objects(components, max_label=count)
     axis = axial_axis(affine)
     lesions = []
     for n, label in enumerate(present):

@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import BrainMetSegError
-from .lesions import (DEFAULT_THRESHOLD, check_affine, check_probability, component_centroids,
+from .lesions import (DEFAULT_THRESHOLD, check_affine, check_probability, component_statistics,
                       connected_components, equivalent_diameter_mm, rank_components)
 from .volumes import apply_affine
 
@@ -93,10 +93,10 @@ def evaluate_case(probability: np.ndarray, label: np.ndarray, affine: np.ndarray
 
     predicted, confidence = rank_components(probability, threshold)
     n_predictions = len(confidence)
-    matched = _match(component_centroids(predicted, n_predictions), truth, affine)
+    predicted_voxels, centroids_ijk, _ = component_statistics(predicted)
+    matched = _match(centroids_ijk, truth, affine)
 
     tp = matched >= 0
-    predicted_voxels = np.bincount(predicted[predicted > 0], minlength=n_predictions + 1)[1:]
     tp_predicted = np.bincount(matched[tp], weights=predicted_voxels[tp], minlength=n_lesions)
     lesion_of_component = np.zeros(n_predictions + 1, dtype=np.int64)
     lesion_of_component[1:] = matched + 1  # FPs map to 0, which no lesion voxel carries

@@ -152,7 +152,7 @@ class Predictor:
         probability = np.asarray(prepared.to_input_grid(model_probability), dtype=np.float32)
         _report(progress, 0.95, f"{case.case_id}: finding lesions")
         components, lesions = find_lesions(probability, case.affine, threshold=self.threshold)
-        warnings = list(case.warnings)
+        warnings = list(case.warnings) + list(prepared.warnings)
         if config.synthetic_training_data:
             warnings.append(SYNTHETIC_WARNING)
         _report(progress, 1.0, f"{case.case_id}: {len(lesions)} lesion(s)")

@@ -57,11 +57,6 @@ class Volume:
         """RAS position of the centre of voxel (0, 0, 0)."""
         return self.affine[:3, 3].copy()
 
-    @property
-    def name(self) -> str:
-        """How messages refer to this volume: its file when it has one."""
-        return str(self.path) if self.path is not None else "volume"
-
     def with_array(self, array: np.ndarray) -> "Volume":
         """Same geometry, new voxel values (e.g. a probability map on this grid)."""
         array = np.asarray(array)
@@ -151,8 +146,8 @@ def _read_nrrd(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     if components > 1:
         array = np.moveaxis(array, -1, 0)  # components become the slowest axis, as a 4th dimension
     array = array.transpose(tuple(range(array.ndim))[::-1])
-    if dimension < 3:
-        return array, np.eye(4)  # refused as 2D by the caller
+    if dimension < 3:  # a 2D colour image must not pass for a volume of three slices
+        raise BrainMetSegError(f"{path}: 2D image (shape {format_shape(array.shape)}); expected a 3D volume")
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(dimension, dimension)[:3, :3]
     spacing = np.asarray(image.GetSpacing(), dtype=float)[:3]
     origin = np.asarray(image.GetOrigin(), dtype=float)[:3]
