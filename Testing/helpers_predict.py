@@ -37,7 +37,7 @@ CASE_AFFINE = np.array([
 
 SPHERES = (
     ((8, 9, 11), 2.6, 4.0),   # (centre index, radius in voxels, bravo intensity)
-    ((16, 11, 10), 2.1, 2.2),
+    ((16, 11, 10), 2.1, 3.0),
 )
 """Two lesions: the first larger and brighter (more confident), the second smaller and dimmer."""
 
@@ -83,10 +83,31 @@ def sphere_centres_ras() -> List[np.ndarray]:
     return [(CASE_AFFINE @ np.array([*centre, 1.0]))[:3] for centre, _, _ in SPHERES]
 
 
+GAIN, OFFSET = 1.0, 3.8
+"""With the spheres above, z-scored bravo is about 7.2 in the bright sphere, 4.7 in the dim one and
+-0.15 in the rest of the brain: probabilities about 0.97, 0.70 and 0.02."""
+
+
+def expected_probabilities() -> List[float]:
+    """Each sphere's probability under BrightSpotNetwork, computed by hand from the z-score of
+    its bravo intensity over the brain (valid when the model spacing equals the case's, 3 mm)."""
+    volumes = sphere_volumes()
+    bravo = volumes["bravo"].array
+    brain = bravo != 0
+    mean, std = float(bravo[brain].mean()), float(bravo[brain].std())
+    return [1.0 / (1.0 + np.exp(-GAIN * ((intensity - mean) / std - OFFSET))) for _, _, intensity in SPHERES]
+
+
+def sphere_voxels() -> List[int]:
+    """Voxels of each sphere inside the brain."""
+    brain = sphere_volumes()["bravo"].array != 0
+    return [int(np.sum(_ball(CASE_SHAPE, centre, radius) & brain)) for centre, radius, _ in SPHERES]
+
+
 class BrightSpotNetwork(nn.Module):
     """Lesion logit = gain * (centre bravo channel - offset); counts frames and calls."""
 
-    def __init__(self, slices: int = 5, gain: float = 4.0, offset: float = 1.5) -> None:
+    def __init__(self, slices: int = 5, gain: float = GAIN, offset: float = OFFSET) -> None:
         super().__init__()
         self.conv = nn.Conv2d(len(ROLES) * slices, 2, kernel_size=1)
         with torch.no_grad():

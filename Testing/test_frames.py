@@ -11,12 +11,13 @@ import torch
 from BrainMetSegLib.case import case_from_volumes
 from BrainMetSegLib.errors import BrainMetSegError
 from BrainMetSegLib.frames import prepare_case, stack_frames
-from BrainMetSegLib.reorient import AXIAL_DIRECTIONS
 from BrainMetSegLib.roles import ROLES
 from BrainMetSegLib.volumes import Volume, apply_affine
 from helpers_frames import LPS, SAGITTAL, dice, intensity, physical_case, voxel_ras
 from helpers_volumes import OBLIQUE, blob_case
 
+AXIAL = np.array([[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0]])
+"""RAS direction of the model axes D (superior), H (posterior), W (patient left), one per row."""
 PIXEL = (0.9375, 0.9375)
 SIZE = (48, 48)
 
@@ -47,7 +48,7 @@ def test_model_grid_is_axial_with_model_spacing(name):
     spacing = np.linalg.norm(prepared.affine[:3, :3], axis=0)
     np.testing.assert_allclose(spacing, (1.0, 0.9375, 0.9375), atol=1e-9)
     direction = prepared.affine[:3, :3] / spacing
-    cosines = np.einsum("ij,ji->i", AXIAL_DIRECTIONS, direction)  # model axis . its target
+    cosines = np.einsum("ij,ji->i", AXIAL, direction)  # model axis . its target
     if name == "oblique":
         assert np.all(cosines > math.cos(math.radians(30)))  # the acquisition's obliquity is kept
     else:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -199,14 +199,24 @@ def python39_problems(source: str, filename: str, needs_future_annotations: bool
     return problems
 
 
-def modules_imported_by(modules: Sequence[str], watched: Sequence[str], cwd: Path,
-                        extra_path: Optional[Path] = None) -> List[str]:
-    """Which of `watched` a fresh interpreter has in sys.modules after importing `modules`."""
+def imports_that_load(modules: Sequence[str], watched: Sequence[str], cwd: Path,
+                      extra_path: Optional[Path] = None) -> Dict[str, List[str]]:
+    """Import `modules` in order in one fresh interpreter: which import first loaded which of `watched`.
+
+    One interpreter for all (importing MRML costs seconds); a watched module that an earlier
+    import loaded is charged to that earlier import only.
+    """
     code = (
         "import importlib, json, sys\n"
+        "loaded = {}\n"
+        f"watched = {list(watched)!r}\n"
         f"for name in {list(modules)!r}:\n"
+        "    before = {m for m in watched if m in sys.modules}\n"
         "    importlib.import_module(name)\n"
-        f"print(json.dumps(sorted(m for m in {list(watched)!r} if m in sys.modules)))\n"
+        "    new = sorted(m for m in watched if m in sys.modules and m not in before)\n"
+        "    if new:\n"
+        "        loaded[name] = new\n"
+        "print(json.dumps(loaded))\n"
     )
     paths = [str(ROOT / "BrainMetSeg")] + ([str(extra_path)] if extra_path else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]))
@@ -293,9 +303,10 @@ def test_library_and_module_files_are_python_39():
 
 # --- start-up without torch -------------------------------------------------------------------
 
-@pytest.mark.parametrize("module", startup_modules())
-def test_startup_module_imports_without_torch(module, tmp_path):
-    assert modules_imported_by([module], ["torch", "torchvision"], cwd=tmp_path) == []
+def test_startup_modules_import_without_torch(tmp_path):
+    modules = startup_modules()
+    assert set(STARTUP_MODULES) <= set(modules)
+    assert imports_that_load(modules, ["torch", "torchvision"], cwd=tmp_path) == {}
 
 
 # --- the checks themselves can fail -----------------------------------------------------------
@@ -337,8 +348,11 @@ def test_python39_check_flags_newer_code():
     assert python39_problems(fine, "fine.py", needs_future_annotations=True) == []
 
 
-def test_startup_probe_sees_an_eager_torch_import(tmp_path):
-    (tmp_path / "eager_probe.py").write_text("import torch\n")
-    (tmp_path / "lazy_probe.py").write_text("def f():\n    import torch\n")
-    assert modules_imported_by(["lazy_probe"], ["torch"], cwd=tmp_path, extra_path=tmp_path) == []
-    assert modules_imported_by(["eager_probe"], ["torch"], cwd=tmp_path, extra_path=tmp_path) == ["torch"]
+def test_startup_probe_names_the_import_that_loads_a_watched_module(tmp_path):
+    (tmp_path / "heavy_probe.py").write_text("")
+    (tmp_path / "lazy_probe.py").write_text("def f():\n    import heavy_probe\n")
+    (tmp_path / "eager_probe.py").write_text("import heavy_probe\n")
+    (tmp_path / "later_probe.py").write_text("import heavy_probe\n")
+    found = imports_that_load(["lazy_probe", "eager_probe", "later_probe"], ["heavy_probe"], cwd=tmp_path,
+                              extra_path=tmp_path)
+    assert found == {"eager_probe": ["heavy_probe"]}

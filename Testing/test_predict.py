@@ -33,9 +33,11 @@ from helpers_predict import (
     CASE_SHAPE,
     SPHERES,
     BrightSpotNetwork,
+    expected_probabilities,
     make_model_folder,
     sphere_case,
     sphere_centres_ras,
+    sphere_voxels,
     spheres_probability,
     write_sphere_case,
 )
@@ -64,14 +66,31 @@ def test_bright_spheres_come_back_as_lesions_ordered_by_confidence(bright_predic
     assert len(prediction.lesions) == 2
     first, second = prediction.lesions
     assert [first.index, second.index] == [1, 2]
-    assert first.confidence > second.confidence > 0.2
-    # lesion 1 is the bright, large sphere; lesion 2 the dim, small one; centroids within a voxel
+    # confidences and sizes computed by hand: the spheres' probabilities and voxel counts
+    assert [first.confidence, second.confidence] == pytest.approx(expected_probabilities(), abs=1e-3)
+    assert [first.voxels, second.voxels] == sphere_voxels()
+    # lesion 1 is the bright sphere, lesion 2 the dim one; at equal spacing the way to the model
+    # grid and back is exact, so each centroid is its sphere's centre
     for lesion, centre in zip(prediction.lesions, sphere_centres_ras()):
-        assert np.linalg.norm(np.asarray(lesion.centroid_ras) - centre) < 3.0
+        np.testing.assert_allclose(lesion.centroid_ras, centre, atol=1e-4)
     # the component map on the input grid covers each sphere's centre with its label
     for label, (centre, _, _) in enumerate(SPHERES, start=1):
         assert prediction.components[centre] == label
     assert set(np.unique(prediction.components)) == {0, 1, 2}
+
+
+def test_lesions_keep_their_place_when_the_model_grid_differs(tmp_path):
+    """A 2 mm model on a 3 mm study: resampled there and back, lesions stay put."""
+    folder = make_model_folder(tmp_path / "fine", size=96, spacing_mm=2.0, threshold=0.2)
+    predictor = Predictor(folder, device="cpu", batch_size=8)
+    predictor.network = BrightSpotNetwork()
+    prediction = predictor.predict(sphere_case())
+    assert prediction.probability.shape == CASE_SHAPE
+    assert len(prediction.lesions) == 2
+    for lesion, centre, voxels in zip(prediction.lesions, sphere_centres_ras(), sphere_voxels()):
+        assert np.linalg.norm(np.asarray(lesion.centroid_ras) - centre) < 1.0
+        assert 0.7 * voxels <= lesion.voxels <= 1.3 * voxels
+    assert prediction.lesions[0].confidence > prediction.lesions[1].confidence
 
 
 def test_slices_without_brain_are_not_run_and_stay_zero(model_folder):
@@ -119,9 +138,11 @@ def test_threshold_argument_overrides_model_json(model_folder):
     assert predictor.threshold == 0.9
     predictor.network = BrightSpotNetwork()
     prediction = predictor.predict(sphere_case())
-    # at 0.9 only the brightest voxels remain: fewer voxels than at 0.2, all with p >= 0.9
+    # the dim sphere (p about 0.70) falls below 0.9; the bright one (about 0.97) stays whole
     assert prediction.threshold == 0.9
-    assert all(prediction.probability[prediction.components > 0] >= 0.9)
+    assert len(prediction.lesions) == 1
+    assert prediction.lesions[0].voxels == sphere_voxels()[0]
+    assert np.linalg.norm(np.asarray(prediction.lesions[0].centroid_ras) - sphere_centres_ras()[0]) < 1e-6
     with pytest.raises(BrainMetSegError, match="threshold: 1.5 is not a probability threshold"):
         Predictor(model_folder, device="cpu", threshold=1.5)
     with pytest.raises(BrainMetSegError, match="batch size: expected a positive integer, got 0"):
@@ -202,16 +223,18 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=300)
 
 
-def test_cli_case_writes_outputs_prints_table_and_refuses_to_overwrite(tmp_path, model_folder):
-    case = tmp_path / "Mets_007"
-    case.mkdir()
-    paths = write_sphere_case(case)
-    out = tmp_path / "out"
-    result = _cli("--model", str(model_folder), "--case", str(case), "--out", str(out), "--device", "cpu")
-    assert result.returncode == 0, result.stderr
-    assert "Mets_007: " in result.stdout and "lesion(s) at probability >= 0.2" in result.stdout
-    assert "SYNTHETIC DATA" in result.stderr
+def test_cli_four_files_write_outputs_on_the_bravo_grid_and_print_the_table(tmp_path, model_folder):
+    paths = write_sphere_case(tmp_path)
     bravo = nib.load(str(paths["bravo"]))
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image((np.asarray(bravo.dataobj) != 0).astype(np.uint8), bravo.affine), str(mask))
+    out = tmp_path / "out"
+    result = _cli("--model", str(model_folder), "--t1-pre", str(paths["t1_pre"]), "--t1-gd", str(paths["t1_gd"]),
+                  "--bravo", str(paths["bravo"]), "--flair", str(paths["flair"]), "--mask", str(mask),
+                  "--out", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "lesion(s) at probability >= 0.2" in result.stdout and "confidence >= 0.5" in result.stdout
+    assert "SYNTHETIC DATA" in result.stderr
     for name in ("probability.nii.gz", "lesions.nii.gz"):
         image = nib.load(str(out / name))
         assert image.shape == bravo.shape
@@ -222,17 +245,32 @@ def test_cli_case_writes_outputs_prints_table_and_refuses_to_overwrite(tmp_path,
         rows = list(csv.DictReader(handle))
     assert [int(r["id"]) for r in rows] == list(range(1, int(labels.max()) + 1))
     assert [int(r["voxels"]) for r in rows] == [int(np.sum(labels == int(r["id"]))) for r in rows]
-    _, _, segments = read_segmentation_nrrd(out / "lesions.seg.nrrd")
+    for row in rows:  # the printed table lists every lesion with its voxel count
+        assert any(line.split()[:1] == [row["id"]] and line.split()[-1] == row["voxels"]
+                   for line in result.stdout.splitlines())
+    _, affine, segments = read_segmentation_nrrd(out / "lesions.seg.nrrd")
+    np.testing.assert_allclose(affine, bravo.affine, atol=1e-5)
     assert len(segments) == len(rows)
 
-    again = _cli("--model", str(model_folder), "--case", str(case), "--out", str(out), "--device", "cpu")
-    assert again.returncode == 2
-    assert again.stderr.startswith(f"error: {out / 'probability.nii.gz'}: already exists")
-    assert "--overwrite" in again.stderr
+
+def test_cli_case_refuses_existing_outputs_then_overwrites_when_asked(tmp_path, model_folder):
+    case = tmp_path / "Mets_007"
+    case.mkdir()
+    write_sphere_case(case)
+    out = tmp_path / "out"
+    write_prediction(_known_prediction(), out)
+    before = (out / "lesions.csv").read_text()
+    refused = _cli("--model", str(model_folder), "--case", str(case), "--out", str(out), "--device", "cpu")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"error: {out / 'probability.nii.gz'}: already exists")
+    assert "--overwrite" in refused.stderr
+    assert (out / "lesions.csv").read_text() == before
     overwritten = _cli("--model", str(model_folder), "--case", str(case), "--out", str(out), "--device", "cpu",
                        "--threshold", "0.5", "--overwrite")
     assert overwritten.returncode == 0, overwritten.stderr
-    assert "lesion(s) at probability >= 0.5" in overwritten.stdout
+    assert "Mets_007: " in overwritten.stdout and "lesion(s) at probability >= 0.5" in overwritten.stdout
+    assert (out / "lesions.csv").read_text() != before
+    assert nib.load(str(out / "probability.nii.gz")).shape == CASE_SHAPE
 
 
 def test_cli_dataset_split_writes_one_folder_per_case(tmp_path, model_folder):
@@ -268,6 +306,17 @@ def test_cli_refuses_incomplete_or_conflicting_inputs(tmp_path, model_folder):
     absent = _cli("--model", str(model_folder), "--t1-pre", str(paths["t1_pre"]), "--t1-gd", str(paths["t1_gd"]),
                   "--bravo", str(tmp_path / "nope.nii.gz"), "--flair", str(paths["flair"]), "--out", out)
     assert absent.returncode == 2 and f"error: {tmp_path / 'nope.nii.gz'}: --bravo file not found" in absent.stderr
+    mask_alone = _cli("--model", str(model_folder), "--case", str(tmp_path), "--mask", str(paths["bravo"]),
+                      "--out", out)
+    assert mask_alone.returncode == 2
+    assert mask_alone.stderr.strip() == "error: --mask: only used with the four sequence files"
+    no_case = _cli("--model", str(model_folder), "--case", str(tmp_path / "Mets_404"), "--out", out)
+    assert no_case.returncode == 2 and f"error: {tmp_path / 'Mets_404'}: --case folder not found" in no_case.stderr
+    (tmp_path / "data" / "Mets_001").mkdir(parents=True)
+    write_sphere_case(tmp_path / "data" / "Mets_001")  # scanned without dataset.json: all train
+    no_test = _cli("--model", str(model_folder), "--dataset", str(tmp_path / "data"), "--out", out)
+    assert no_test.returncode == 2
+    assert no_test.stderr.strip() == f"error: {tmp_path / 'data'}: no case in split 'test'"
     no_model = _cli("--model", "no-such-model", "--case", str(tmp_path), "--out", out)
     assert no_model.returncode == 2 and "error: model 'no-such-model': no such folder" in no_model.stderr
     assert not Path(out).exists()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from BrainMetSegLib.errors import BrainMetSegError
-from BrainMetSegLib.lesions import find_lesions
+from BrainMetSegLib.lesions import Lesion, find_lesions
 from BrainMetSegLib.seg_nrrd import (
     PALETTE,
     TERMINOLOGY_ENTRY,
@@ -119,6 +119,17 @@ def test_more_than_255_lesions_use_16_bit_labels(tmp_path):
     np.testing.assert_array_equal(labelmap, relabelled)
 
 
+def test_refuses_more_lesions_than_16_bit_labels_hold(tmp_path):
+    count = 65536
+    components = np.arange(1, count + 1, dtype=np.int32).reshape(256, 256, 1)
+    lesions = [Lesion(i, 1, 1.0, 1.24, 1.0, (0.0, 0.0, 0.0), ((0, 1), (0, 1), (0, 1)), 0.5)
+               for i in range(1, count + 1)]
+    path = tmp_path / "huge.seg.nrrd"
+    with pytest.raises(BrainMetSegError, match=r"huge\.seg\.nrrd: 65536 lesions; a segmentation file holds at most 65535"):
+        write_segmentation_nrrd(components, np.eye(4), lesions, path)
+    assert not path.exists()
+
+
 def test_refuses_lesions_that_do_not_match_the_map(tmp_path, lesions_map):
     components, lesions = lesions_map
     path = tmp_path / "bad.seg.nrrd"
@@ -127,6 +138,8 @@ def test_refuses_lesions_that_do_not_match_the_map(tmp_path, lesions_map):
     assert not path.exists()
     with pytest.raises(BrainMetSegError, match=r"bad\.seg\.nrrd: the lesion label map must be 3D"):
         write_segmentation_nrrd(components[..., None], AFFINE, lesions, path)
+    with pytest.raises(BrainMetSegError, match=r"bad\.seg\.nrrd: the affine must be 4x4, got shape \(3, 3\)"):
+        write_segmentation_nrrd(components, AFFINE[:3, :3], lesions, path)
 
 
 def test_reader_refuses_multi_layer_missing_and_non_nrrd_files(tmp_path):
@@ -138,6 +151,15 @@ def test_reader_refuses_multi_layer_missing_and_non_nrrd_files(tmp_path):
                 "space directions": [[np.nan] * 3, [1, 0, 0], [0, 1, 0], [0, 0, 1]]})
     with pytest.raises(BrainMetSegError, match=r"layers\.seg\.nrrd: 4D segmentation .*single-layer"):
         read_segmentation_nrrd(layered)
+    scanner = tmp_path / "scanner.seg.nrrd"
+    nrrd.write(str(scanner), np.zeros((4, 4, 4), np.uint8),
+               {"space": "scanner-xyz", "space directions": np.eye(3), "kinds": ["domain"] * 3})
+    with pytest.raises(BrainMetSegError, match=r"scanner\.seg\.nrrd: unsupported NRRD space 'scanner-xyz'"):
+        read_segmentation_nrrd(scanner)
+    bare = tmp_path / "bare.seg.nrrd"
+    nrrd.write(str(bare), np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(BrainMetSegError, match=r"bare\.seg\.nrrd: no 'space directions' in the header"):
+        read_segmentation_nrrd(bare)
     with pytest.raises(BrainMetSegError, match=r"absent\.seg\.nrrd: no such file"):
         read_segmentation_nrrd(tmp_path / "absent.seg.nrrd")
     garbage = tmp_path / "garbage.seg.nrrd"

@@ -127,3 +127,19 @@ def load_checkpoint(folder: PathLike) -> Checkpoint:
     optimizer = unflatten_state(header["optimizer"], tensors)
     return Checkpoint(model, optimizer, header["progress"])
 
+
+
+def read_checkpoint_progress(folder: PathLike) -> Dict[str, Any]:
+    """The progress counters of folder/checkpoint.safetensors from its header alone (no tensor is
+    read), or {} when there is no checkpoint yet."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = json.loads((handle.metadata() or {})[_HEADER_KEY])
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as error:
+        raise BrainMetSegError(f"{path}: not a readable BrainMetSeg checkpoint ({error})") from None
+    return dict(header.get("progress", {}))

@@ -27,7 +27,6 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from .case import Case
 from .errors import BrainMetSegError
@@ -73,8 +72,7 @@ class Prepared:
             raise BrainMetSegError(f"probability: shape {probability.shape} differs from the model grid {self.shape}")
         if probability.dtype.kind not in "biuf" or not np.all(np.isfinite(probability)):
             raise BrainMetSegError("probability: expected finite numbers on the model grid")
-        oriented = _sample(probability.astype(np.float32, copy=False), 1.0 / self.scale, -self.offset / self.scale,
-                           self.orientation.shape, order=1)
+        oriented = _sample(probability, 1.0 / self.scale, -self.offset / self.scale, self.orientation.shape)
         return np.ascontiguousarray(self.orientation.invert(oriented))
 
 
@@ -102,16 +100,14 @@ def prepare_case(case: Case, pixel_spacing_mm: Sequence[float] = DEFAULT_PIXEL_S
     affine[:, :3] = oriented_affine[:, :3] * scale[None, :]
     affine[:3, 3] = oriented_affine[:3, :3] @ offset + oriented_affine[:3, 3]
 
-    images = np.stack([_sample(orientation.apply(case.images[c]), scale, offset, shape, order=1)
-                       for c in range(len(ROLES))])
-    model_brain = _sample(brain.astype(np.float32), scale, offset, shape, order=1) >= INSIDE_THRESHOLD
+    images = _sample(orientation.apply(case.images), scale, offset, shape)
+    model_brain = _sample(brain, scale, offset, shape) >= INSIDE_THRESHOLD
     if not model_brain.any():
         raise BrainMetSegError(f"{case.case_id}: no brain voxel left on the model grid "
                                f"({_mm(spacing)} mm voxels); the brain mask is too small")
     label = None
     if case.label is not None:
-        label = (_sample(orientation.apply(case.label).astype(np.float32), scale, offset, shape, order=1)
-                 >= INSIDE_THRESHOLD).astype(np.uint8)
+        label = (_sample(orientation.apply(case.label), scale, offset, shape) >= INSIDE_THRESHOLD).astype(np.uint8)
     _zscore(images, model_brain, case.case_id)
     known_negative = None
     if rejected_ras is not None:
@@ -205,22 +201,45 @@ def _grid_placement(brain: np.ndarray, oriented_shape: Tuple[int, int, int], ori
     return depth, offset, warnings
 
 
-def _sample(source: np.ndarray, scale: np.ndarray, offset: np.ndarray, out_shape: Sequence[int],
-            order: int) -> np.ndarray:
-    """float32 `source` sampled at index scale * n + offset for every output index n.
+def _sample(source: np.ndarray, scale: np.ndarray, offset: np.ndarray, out_shape: Sequence[int]) -> np.ndarray:
+    """Linear interpolation of the last three axes of `source` at index scale * n + offset,
+    for every output index n; leading axes (channels) are kept. float32.
 
-    Inside the source's extent (its voxel boxes) values near the border repeat the edge
-    voxel instead of fading to 0; outside it they are 0 (padding).
+    The index map is diagonal, so trilinear interpolation is three 1D passes (gather two
+    neighbours along one axis, blend), done in the order that shrinks the data fastest. Inside
+    the source's extent (its voxel boxes) values near the border repeat the edge voxel rather
+    than fading to 0; outside it they are 0 (padding). At equal spacing and integer offset the
+    weights are 0 and values are copied exactly.
     """
-    out = ndimage.affine_transform(np.asarray(source, dtype=np.float32), np.asarray(scale, dtype=float),
-                                   offset=np.asarray(offset, dtype=float), output_shape=tuple(out_shape),
-                                   order=order, mode="nearest", output=np.float32)
-    inside = np.ones(tuple(out_shape), dtype=bool)
-    for axis, n in enumerate(out_shape):
-        coordinate = scale[axis] * np.arange(n) + offset[axis]
-        within = (coordinate >= -0.5 - 1e-4) & (coordinate <= source.shape[axis] - 0.5 + 1e-4)
-        inside &= within.reshape([-1 if a == axis else 1 for a in range(3)])
-    out[~inside] = 0
+    out = np.asarray(source, dtype=np.float32)
+    lead = out.ndim - 3
+    order = sorted(range(3), key=lambda a: out_shape[a] / source.shape[lead + a])
+    for axis in order:
+        out = _sample_axis(out, lead + axis, scale[axis] * np.arange(out_shape[axis]) + offset[axis])
+    return out.copy() if np.may_share_memory(out, source) else out
+
+
+def _sample_axis(data: np.ndarray, axis: int, coordinate: np.ndarray) -> np.ndarray:
+    """One pass of `_sample` along `axis`; a plain slice when the grids coincide on it."""
+    n = data.shape[axis]
+    inside = (coordinate >= -0.5 - 1e-4) & (coordinate <= n - 0.5 + 1e-4)
+    clamped = np.clip(coordinate, 0, n - 1)
+    low = np.minimum(np.floor(clamped).astype(np.intp), max(n - 2, 0))
+    weight = (clamped - low).astype(np.float32)
+    shape = [1] * data.ndim
+    shape[axis] = -1
+    if not weight.any():
+        if inside.all() and np.array_equal(low, np.arange(low[0], low[0] + low.size)):
+            return data[(slice(None),) * axis + (slice(low[0], low[0] + low.size),)]
+        out = np.take(data, low, axis=axis)
+    else:
+        out = np.take(data, np.minimum(low + 1, n - 1), axis=axis)
+        below = np.take(data, low, axis=axis)
+        out -= below
+        out *= weight.reshape(shape)
+        out += below
+    if not inside.all():
+        out *= inside.reshape(shape)
     return out
 
 

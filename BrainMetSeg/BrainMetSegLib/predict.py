@@ -27,6 +27,7 @@ from .roles import ROLES
 from .seg_nrrd import write_segmentation_nrrd
 from .volumes import Volume, write_volume
 
+PathLike = Union[str, "os.PathLike[str]"]
 Progress = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
 
@@ -79,14 +80,13 @@ def predict_probability(network: torch.nn.Module, prepared, device: torch.device
         network.to(memory_format=torch.channels_last)
     brain_slices = np.flatnonzero(np.asarray(prepared.brain).any(axis=(1, 2)))
     depth, height, width = prepared.images.shape[1:]
-    batches = [brain_slices[i:i + batch_size] for i in range(0, len(brain_slices), batch_size)]
     with torch.inference_mode():
         volume = _device_volume(prepared.images, device)
         probability = torch.zeros((depth, height, width), dtype=torch.float32, device=device)
-        for number, batch in enumerate(batches):
+        batches = torch.as_tensor(brain_slices, dtype=torch.long).to(device).split(batch_size)
+        for number, centres in enumerate(batches):
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled after {number} of {len(batches)} batches")
-            centres = torch.as_tensor(batch, dtype=torch.long, device=device)
             frames = stack_frames(volume, centres, slices=slices)
             if device.type == "cuda":
                 frames = frames.contiguous(memory_format=torch.channels_last)
@@ -168,12 +168,12 @@ def predict_case(model: Union[str, Path], case: Case, device: Union[str, torch.d
     return Predictor(model, device=device, threshold=threshold).predict(case, progress=progress, cancel=cancel)
 
 
-def output_paths(out_dir: Union[str, "os.PathLike[str]"]) -> Dict[str, Path]:
+def output_paths(out_dir: PathLike) -> Dict[str, Path]:
     """The four files write_prediction writes in `out_dir`, by kind."""
     return {kind: Path(out_dir) / name for kind, name in OUTPUT_FILES.items()}
 
 
-def check_outputs_free(out_dir: Union[str, "os.PathLike[str]"]) -> None:
+def check_outputs_free(out_dir: PathLike) -> None:
     """Refuse, before any work, an output folder that already holds prediction files."""
     existing = [str(path) for path in output_paths(out_dir).values() if path.exists()]
     if existing:
@@ -189,7 +189,7 @@ def _label_array(components: np.ndarray, count: int) -> np.ndarray:
     return components.astype(np.int32)
 
 
-def write_prediction(prediction: Prediction, out_dir: Union[str, "os.PathLike[str]"],
+def write_prediction(prediction: Prediction, out_dir: PathLike,
                      overwrite: bool = False) -> Dict[str, Path]:
     """Write probability.nii.gz, lesions.nii.gz, lesions.seg.nrrd and lesions.csv (each atomic)
     on the bravo grid and geometry; existing outputs are refused unless `overwrite`."""

@@ -77,9 +77,6 @@ def _lesion_tags(lesion) -> Dict[str, str]:
 
 
 def _format_tags(tags: Dict[str, str]) -> str:
-    for key, value in tags.items():
-        if any(c in key for c in "|:") or "|" in value:
-            raise BrainMetSegError(f"segment tag {key!r}: '|' is reserved (and ':' in names) by the .seg.nrrd format")
     return "".join(f"{key}:{value}|" for key, value in tags.items())
 
 
@@ -92,12 +89,12 @@ def _parse_tags(text: str) -> Dict[str, str]:
     return tags
 
 
-def _label_dtype(count: int) -> np.dtype:
+def _label_dtype(count: int, path: Path) -> np.dtype:
     if count <= np.iinfo(np.uint8).max:
         return np.dtype(np.uint8)
     if count <= np.iinfo(np.uint16).max:
         return np.dtype(np.uint16)
-    raise BrainMetSegError(f"{count} lesions: a segmentation file holds at most 65535")
+    raise BrainMetSegError(f"{path}: {count} lesions; a segmentation file holds at most 65535")
 
 
 def write_segmentation_nrrd(components: np.ndarray, affine: np.ndarray, lesions: Sequence,
@@ -123,6 +120,7 @@ def write_segmentation_nrrd(components: np.ndarray, affine: np.ndarray, lesions:
     if sorted(indices) != [int(v) for v in present]:
         raise BrainMetSegError(
             f"{path}: lesion indices {sorted(indices)} do not match the labels in the map {present.tolist()}")
+    dtype = _label_dtype(len(indices), path)
 
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
     header = {
@@ -152,7 +150,7 @@ def write_segmentation_nrrd(components: np.ndarray, affine: np.ndarray, lesions:
             f"Segment{i}_Layer": "0",
             f"Segment{i}_Tags": _format_tags(_lesion_tags(lesion)),
         })
-    data = components.astype(_label_dtype(len(indices)), copy=False)
+    data = components.astype(dtype, copy=False)
     with atomic_path(path) as tmp:
         nrrd.write(str(tmp), data, header, compression_level=1)
 

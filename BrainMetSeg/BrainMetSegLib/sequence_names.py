@@ -9,35 +9,36 @@ selector stays editable.
 Rules (applied to the name in lower case, with `_ - . , ; : / ( ) [ ]` read as spaces and a
 leading DICOM series number such as "5: " ignored):
 
-1. BrainMetShare names are exact: `t1_pre`, `t1_gd`, `bravo`, `flair` (also `Mets_001_flair`,
-   `t1_gd_1`, with or without `.nii.gz`), and the PNG release's folder numbers `0` (bravo),
-   `1` (t1_pre), `2` (t1_gd), `3` (flair). They win over every other rule.
+1. BrainMetShare names, spelt as its files are (lower case): `t1_pre`, `t1_gd`, `bravo`,
+   `flair` (also `Mets_001_flair`, `t1_gd_1`, with or without `.nii.gz`), and the PNG
+   release's folder numbers `0` (bravo), `1` (t1_pre), `2` (t1_gd), `3` (flair). They win
+   over every other rule. (A series described "BRAVO" or "FLAIR" in capitals is a scanner's
+   description and goes through the rules below.)
 2. Not an input: labels, masks and outputs (`seg`, `label`, `mask`, `lesion`, `probability`),
-   derived images (`sub`/`subtraction`, `mip`, `mpr`, `reformat`), and other contrasts
-   (T2 without FLAIR, T2*, SWI, DWI/ADC/trace, DTI, perfusion, ASL, TOF/MRA, STIR, PD,
-   localizers and calibration scans).
+   derived images (`sub`/`subtraction`, `mip`, `mpr`, `reformat`, maps, MP2RAGE `inv1`/
+   `inv2`/`uni`), and other contrasts (T2 without FLAIR, T2*, SWI, DWI/ADC/trace, DTI,
+   perfusion, ASL, TOF/MRA, STIR, PD, localizers and calibration scans).
 3. FLAIR: `flair`, `t2f`, `darkfluid`/`dark-fl`, `tirm`, "fluid attenuated" - unless the name
    says T1 (`T1 FLAIR` on GE and `T1 TIRM` on Siemens are T1-weighted inversion-recovery spin
    echoes, so they count as T1 spin echo).
 4. T1 3D gradient echo (the `bravo` role): `bravo`, `spgr`/`fspgr`/`efgre3d`, `mprage`/
-   `mp-rage`/`tfl3d`, `vibe`, `tfe`, `lava`, `thrive`, or `gre`/`ffe`/`flash`/`fl3d` together
-   with `3d`.
-5. T1 spin echo (`t1_pre`, `t1_gd`): `cube`, `space`, `vista`, `se`, `tse`, `fse`,
-   `frfse`, "spin echo", the T1 inversion-recovery names of rule 3; and a plain `T1` with
-   no sequence keyword and no `3d` (a 2D T1 series is a spin echo in practice). A `3D T1`
-   with no sequence keyword, and BraTS-style `t1c`/`t1ce`, are left unassigned: they may be
-   either kind.
-6. Contrast: pre-contrast is `pre`, `precontrast`, `native`/`nativ`, `plain`, `nc`, "non
-   contrast", "without contrast", `w/o`, `wo`, `ohne KM`, `unenhanced`, `t1n`; post-contrast
-   is `post`, `+C`, `C+`, `+Gd`, `gd`, `gad`, `gado`, `gadolinium`, `contrast`, `CE`,
-   `enhanced`, `KM`/`mit KM`, `t1gd`. Both at once is contradictory: the series is left
-   unassigned. BRAVO is post-contrast and t1_pre/t1_gd split on this.
-7. A series with no contrast word is decided by its siblings of the same kind: when the other
-   series of its kind are all marked post-contrast it is the pre-contrast one, when they are
-   all marked pre-contrast it is the post-contrast one. Alone, it stays unassigned (a lone
-   "MPRAGE" may have been acquired before or after contrast).
+   `mp-rage`/`tfl3d`, `fl3d`, `vibe`, `tfe`, `lava`, `thrive`; `gre`/`ffe`/`flash`/`fl` only
+   together with `3d` (a 2D "GRE" is usually a T2* series).
+5. T1 spin echo (`t1_pre`, `t1_gd`): `cube`, `space`, `vista`, `se`, `tse`, `fse`, `frfse`,
+   "spin echo", the T1 inversion-recovery names of rule 3; and a plain `T1` with no sequence
+   keyword and no `3d` (a 2D T1 series is a spin echo in practice). A `3D T1` with no sequence
+   keyword and BraTS-style `t1n`/`t1c`/`t1ce` may be either kind: they stay unassigned.
+6. Contrast: pre-contrast is `pre`, `pre-contrast`, `native`/`nativ`, `plain`, `nc`, "non
+   contrast", "no contrast", "without contrast", `w/o`, `wo`, `ohne KM`, `unenhanced`, `t1n`;
+   post-contrast is `post`, `+C`, `C+`, `+Gd`, `gd`, `gad`, `gado`, `gadolinium`, `contrast`,
+   `CE`, `enhanced`, `KM`/`mit KM`, `t1gd`, `t1c`/`t1ce`. Both at once is contradictory: the
+   phase is unknown. BRAVO is post-contrast; t1_pre and t1_gd split on the phase.
+7. A series with no (or a contradictory) contrast word is decided by its siblings of the same
+   kind: when the others are all marked post-contrast it is the pre-contrast one, when they
+   are all marked pre-contrast it is the post-contrast one. Alone, or with several unmarked
+   siblings, it stays unassigned (a lone "MPRAGE" may be pre- or post-contrast).
 8. A role with exactly one candidate gets it. With several it stays empty, except FLAIR,
-   where a post-contrast FLAIR gives way to a pre-contrast one.
+   where post-contrast FLAIRs give way to the one FLAIR not marked post-contrast.
 """
 from __future__ import annotations
 
@@ -55,15 +56,15 @@ PRE = "pre"
 POST = "post"
 
 BRAINMETSHARE_NAMES = {
-    "t1 pre": "t1_pre", "t1 gd": "t1_gd", "bravo": "bravo", "flair": "flair",
+    "t1_pre": "t1_pre", "t1_gd": "t1_gd", "bravo": "bravo", "flair": "flair",
     "0": "bravo", "1": "t1_pre", "2": "t1_gd", "3": "flair",
 }
-"""Normalised BrainMetShare names (NIfTI file stems and PNG folder numbers) and their roles."""
+"""BrainMetShare names (NIfTI file stems and PNG folder numbers) and their roles."""
 
 _SEPARATORS = re.compile(r"[_\-.,;:/\\()\[\]{}=|\s]+")
 _SERIES_NUMBER = re.compile(r"^\s*\d+\s*:\s*")
 _FILE_SUFFIX = re.compile(r"\.(nii\.gz|nii|nrrd|nhdr|mha|mhd|png|dcm)$", re.IGNORECASE)
-_BRAINMETSHARE = re.compile(r"^(?:mets\s*\d+\s+)?(t1 pre|t1 gd|bravo|flair|[0-3])(?:\s+\d+)?$")
+_BRAINMETSHARE = re.compile(r"^(?:Mets_\d+[_ ])?(t1_pre|t1_gd|bravo|flair|[0-3])(?:_\d+)?$")
 
 
 def _words(*words: str) -> re.Pattern:
@@ -71,7 +72,8 @@ def _words(*words: str) -> re.Pattern:
 
 
 _NOT_INPUT = _words(r"seg", r"segmentation", r"label\w*", r"mask", r"lesions?", r"probability",
-                    r"sub", r"subtract\w*", r"mip", r"minip", r"mpr", r"reformat\w*")
+                    r"sub", r"subtract\w*", r"mip", r"minip", r"mpr", r"reformat\w*", r"maps?",
+                    r"mapping", r"t1 ?map", r"inv ?[12]", r"uni")
 _OTHER_CONTRAST = _words(r"t2(?:w|wi)?", r"t2\s*\*", r"t2star", r"swi", r"swan", r"dwi", r"diffusion",
                          r"adc", r"trace", r"dti", r"b\s?\d{3,4}", r"perf\w*", r"dsc", r"dce", r"asl",
                          r"tof", r"mra", r"mrv", r"stir", r"pd(?:w)?", r"loc(?:alizer)?", r"scout",
@@ -79,15 +81,16 @@ _OTHER_CONTRAST = _words(r"t2(?:w|wi)?", r"t2\s*\*", r"t2star", r"swi", r"swan",
 _FLAIR = re.compile(r"flair|darkfluid|dark fl|(?<![a-z0-9])(?:tirm|t2f)(?![a-z0-9])|fluid attenuated")
 _T1 = re.compile(r"(?<![a-z0-9])t1(?!\d)")
 _THREE_D = _words(r"3d", r"3 d", r"3dt1", r"t1 3d")
-_GRE_ALWAYS = _words(r"bravo", r"spgr", r"fspgr", r"irspgr", r"efgre3d", r"mprage", r"mp ?rage", r"tfl3d",
-                     r"tfl", r"vibe", r"starvibe", r"tfe", r"lava", r"thrive", r"mp2rage", r"turboflash")
-_GRE_IF_3D = _words(r"gre", r"ffe", r"flash", r"fl3d", r"fl")
+_GRE_ALWAYS = _words(r"bravo", r"spgr", r"fspgr", r"irspgr", r"efgre3d", r"mprage", r"mp ?rage", r"tfl3d\w*",
+                     r"tfl", r"vibe", r"starvibe", r"tfe", r"lava", r"thrive", r"mp2rage", r"turboflash", r"fl3d")
+_GRE_IF_3D = _words(r"gre", r"ffe", r"flash", r"fl")
 _SPIN_ECHO = _words(r"cube", r"space", r"vista", r"se", r"tse", r"fse", r"frfse", r"spin echo", r"t1se", r"irfse")
-_AMBIGUOUS_T1 = _words(r"t1c", r"t1ce")
-_PRE = _words(r"pre", r"precontrast", r"native?", r"plain", r"nc", r"non ?contrast", r"without contrast",
-              r"w ?o(?: contrast)?", r"ohne km", r"unenhanced", r"t1n", r"t1 ?pre")
+_AMBIGUOUS_T1 = _words(r"t1c", r"t1ce", r"t1n")
+_PRE = _words(r"pre ?contrast", r"pre ?gd", r"pre ?gad", r"pre", r"native?", r"plain", r"nc", r"non ?contrast",
+              r"no contrast", r"without contrast", r"w ?o contrast", r"w ?o", r"ohne km", r"unenhanced", r"t1n",
+              r"t1pre")
 _POST = re.compile(r"\+\s*(?:c|gd|gad|contrast|km)(?![a-z0-9])|(?<![a-z0-9])(?:c|gd)\s*\+|\+$|"
-                   r"(?<![a-z0-9])(?:post\w*|gd|gad|gado\w*|contrast|ce|enhanced|km|mit km|t1 ?gd)(?![a-z0-9])")
+                   r"(?<![a-z0-9])(?:post ?contrast|post ?gd|post|gd|gad|gado\w*|contrast|ce|enhanced|km|mit km|t1 ?gd|t1ce|t1c)(?![a-z0-9])")
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _contrast(text: str) -> Optional[str]:
 def classify_series(name: str) -> SeriesClass:
     """Apply rules 1-6 of the module docstring to one name."""
     text = normalise(name)
-    exact = _BRAINMETSHARE.match(text)
+    exact = _BRAINMETSHARE.match(_FILE_SUFFIX.sub("", name.strip()))
     if exact:
         role = BRAINMETSHARE_NAMES[exact.group(1)]
         kind = {"bravo": GRE, "flair": FLAIR}.get(role, SPIN_ECHO)
@@ -158,7 +161,7 @@ def classify_series(name: str) -> SeriesClass:
     if spin_echo:
         return SeriesClass(name, SPIN_ECHO, contrast, "T1 spin echo")
     if _AMBIGUOUS_T1.search(text):
-        return SeriesClass(name, None, POST, "post-contrast T1 of unknown kind (spin echo or gradient echo)")
+        return SeriesClass(name, None, contrast, "T1 of unknown kind (spin echo or gradient echo)")
     if t1 and _THREE_D.search(text):
         return SeriesClass(name, None, contrast, "3D T1 of unknown kind (spin echo or gradient echo)")
     if t1:

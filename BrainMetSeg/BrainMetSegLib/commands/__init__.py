@@ -6,9 +6,12 @@ imported only when the CLI starts, so heavy imports (torch) stay inside their ru
 from __future__ import annotations
 
 COMMAND_MODULES = (
+    "demo",
     "lesions",
     "evaluate",
     "check",
     "import_brainmetshare",
     "predict",
+    "censor",
+    "train",
 )

@@ -85,18 +85,22 @@ def _jobs(args: argparse.Namespace) -> List[Tuple[str, object, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..model_folder import resolve_model
+
+    jobs = _jobs(args)  # input mistakes are reported before torch is imported
+    model = resolve_model(args.model)
+
     from tqdm import tqdm
 
     from ..devices import device_description
     from ..lesions import format_lesion_table
-    from ..model_card import SYNTHETIC_WARNING, RESEARCH_USE
+    from ..model_card import RESEARCH_USE, SYNTHETIC_WARNING
     from ..predict import Predictor, check_outputs_free, write_prediction
 
-    jobs = _jobs(args)
     if not args.overwrite:
         for _, _, out in jobs:
             check_outputs_free(out)
-    predictor = Predictor(args.model, device=args.device, threshold=args.threshold, batch_size=args.batch_size)
+    predictor = Predictor(model, device=args.device, threshold=args.threshold, batch_size=args.batch_size)
     config = predictor.config
     print(f"model {config.name} ({config.backbone}) on {device_description(predictor.device)}; "
           f"threshold {predictor.threshold:g}; {RESEARCH_USE}")
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     for number, (case_id, load, out) in enumerate(jobs, start=1):
         label = f"{case_id} ({number}/{len(jobs)})" if len(jobs) > 1 else case_id
         with tqdm(total=1.0, desc=label, unit="study", disable=not sys.stderr.isatty(),
-                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}") as bar:
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}") as bar:
             def progress(fraction: float, message: str) -> None:
                 bar.n = fraction
                 bar.set_postfix_str(message.split(": ", 1)[-1], refresh=True)
@@ -113,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
             prediction = predictor.predict(load(), progress=progress)
         for warning in prediction.warnings:
             if warning != SYNTHETIC_WARNING:
-                print(f"warning: {case_id}: {warning}", file=sys.stderr)
+                named = warning if warning.startswith(f"{case_id}: ") else f"{case_id}: {warning}"
+                print(f"warning: {named}", file=sys.stderr)
         paths = write_prediction(prediction, out, overwrite=args.overwrite)
         shown = sum(1 for lesion in prediction.lesions if lesion.confidence >= config.operating_point)
         print(f"\n{case_id}: {len(prediction.lesions)} lesion(s) at probability >= {prediction.threshold:g}; "
