@@ -22,10 +22,6 @@ def cube_label(shape: Sequence[int], cubes: Sequence[Cube], dtype=np.uint8) -> n
     return label
 
 
-def cube_mask(shape: Sequence[int], cube: Cube) -> np.ndarray:
-    return cube_label(shape, [cube]).astype(bool)
-
-
 def many_lesions(count: int, shape: Tuple[int, int, int] = (20, 20, 20)) -> np.ndarray:
     """`count` one-voxel lesions on a lattice of pitch 2 (no two 26-connected)."""
     lattice = np.argwhere(np.ones(tuple(n // 2 for n in shape), dtype=bool)) * 2

@@ -16,7 +16,7 @@ from BrainMetSegLib.dataset import read_dataset
 from BrainMetSegLib.errors import BrainMetSegError
 from BrainMetSegLib.roles import ROLES
 from BrainMetSegLib.volumes import make_affine, read_volume
-from helpers_censor import DATASET_CASES, REJECTED, SHAPE, cube_label, cube_mask, many_lesions, write_censor_dataset
+from helpers_censor import DATASET_CASES, REJECTED, SHAPE, cube_label, many_lesions, write_censor_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 EYE = np.eye(4)

@@ -16,7 +16,9 @@ import torch
 from BrainMetSegLib.errors import BrainMetSegError
 from BrainMetSegLib.frames import prepare_case
 from BrainMetSegLib.lesions import find_lesions
-from BrainMetSegLib.model_card import SYNTHETIC_WARNING
+from BrainMetSegLib.model_card import SYNTHETIC_WARNING, ModelConfig
+from BrainMetSegLib.model_folder import save_model_folder
+from BrainMetSegLib.network import build_network
 from BrainMetSegLib.predict import (
     Cancelled,
     Prediction,
@@ -147,6 +149,16 @@ def test_threshold_argument_overrides_model_json(model_folder):
         Predictor(model_folder, device="cpu", threshold=1.5)
     with pytest.raises(BrainMetSegError, match="batch size: expected a positive integer, got 0"):
         Predictor(model_folder, device="cpu", batch_size=0)
+
+
+def test_model_without_every_sequence_is_refused(tmp_path):
+    network = build_network("mobilenet_v3_large", in_channels=15, num_classes=2)
+    config = ModelConfig(name="three-roles", backbone="mobilenet_v3_large", input_roles=["t1_gd", "bravo", "flair"],
+                         pixel_spacing_mm=[3.0, 3.0], slice_spacing_mm=3.0, in_plane_size=[64, 64])
+    folder = save_model_folder(tmp_path / "three", network.state_dict(), config)
+    with pytest.raises(BrainMetSegError, match=r"three: the model takes t1_gd, bravo, flair; inference needs all of "
+                                               r"t1_pre, t1_gd, bravo, flair"):
+        Predictor(folder, device="cpu")
 
 
 def test_real_network_predicts_on_the_input_grid(model_folder):

@@ -13,8 +13,8 @@ import vtk
 from BrainMetSegLib.errors import BrainMetSegError
 from BrainMetSegLib.lesions import find_lesions, lesion_table, write_lesion_csv
 from BrainMetSegLib.model_card import SYNTHETIC_WARNING
+from BrainMetSegLib.model_folder import read_model_config
 from BrainMetSegLib.predict import Cancelled, Prediction, Predictor
-from BrainMetSegLib.roles import ROLES
 from BrainMetSegLib.scene.hierarchy import study_item
 from BrainMetSegLib.scene.inputs import SceneInputs, auto_assign, missing_inputs, read_inputs
 from BrainMetSegLib.scene.logic import compute, run_segmentation, write_to_scene
@@ -29,10 +29,13 @@ from BrainMetSegLib.scene.volume_nodes import (
     volume_from_node,
 )
 from BrainMetSegLib.seg_nrrd import TERMINOLOGY_ENTRY, confidence_colour, read_segmentation_nrrd
+from BrainMetSegLib.train import train
+from BrainMetSegLib.train_options import TrainOptions
 from BrainMetSegLib.volumes import Volume, resample_like
 from helpers_predict import CASE_AFFINE, CASE_SHAPE, BrightSpotNetwork, expected_probabilities, make_model_folder
 from helpers_predict import sphere_centres_ras, sphere_volumes, spheres_probability
 from helpers_scene import slicer_scene
+from helpers_train import write_tiny_dataset
 
 SERIES_NAMES = {"t1_pre": "3: AX T1 SE pre", "t1_gd": "4: AX T1 SE +C", "bravo": "5: AX BRAVO +C",
                 "flair": "2: AX T2 FLAIR"}
@@ -54,8 +57,13 @@ def scene():
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> Path:
-    """No training code yet: a freshly initialised MobileNetV3 DeepLabv3 at 32x32, 3 mm (a real folder)."""
-    return make_model_folder(tmp_path_factory.mktemp("model") / "tiny", size=32, threshold=0.2, operating_point=0.5)
+    """A model folder made by the project's own training code: one step on the tiny synthetic
+    dataset, MobileNetV3 frames of 32 x 32 pixels of 3 mm (the sphere study is 3 mm)."""
+    root = tmp_path_factory.mktemp("train")
+    dataset = write_tiny_dataset(root / "data", synthetic=True)
+    return train(TrainOptions(dataset=dataset, out=root / "run", epochs=1, max_steps=1, batch_size=2,
+                              in_plane_size=32, pixel_spacing=3.0, slice_spacing=3.0,
+                              backbone="mobilenet_v3_large", device="cpu", workers=1))
 
 
 @pytest.fixture(scope="module")
@@ -364,19 +372,20 @@ def test_run_with_a_model_folder_adds_consistent_nodes_under_the_study(scene, mo
     assert dict(added) == OUTPUT_CLASSES
     assert scene.item_count() == items + 3
     assert messages[-1][0] == 1.0
-    # the lesions are the components of the probability volume in the scene, at the model's threshold (0.2)
+    # the lesions are the components of the probability volume in the scene, at the model's threshold
     probability = volume_from_node(outputs.probability)
     np.testing.assert_allclose(probability.affine, CASE_AFFINE, atol=1e-6)
-    components, lesions = find_lesions(probability.array, probability.affine, threshold=0.2)
-    assert lesions, "the untrained model finds at least one component at threshold 0.2"
+    config = read_model_config(model_folder)
+    components, lesions = find_lesions(probability.array, probability.affine, threshold=config.probability_threshold)
+    assert lesions, "the one-step model finds at least one component"
     assert [(l.voxels, round(l.confidence, 5)) for l in outputs.lesions] == \
         [(l.voxels, round(l.confidence, 5)) for l in lesions]
     for lesion in lesions:
         mask = scene.segment_mask(outputs.segmentation, lesion_segment_id(lesion.index), nodes["bravo"])
         np.testing.assert_array_equal(mask, components == lesion.index)
     assert outputs.table.GetNumberOfRows() == len(lesions)
-    assert outputs.cutoff == 0.5  # the model's operating point
-    assert outputs.shown == sum(lesion.confidence >= 0.5 for lesion in lesions)
+    assert outputs.cutoff == config.operating_point
+    assert outputs.shown == sum(lesion.confidence >= config.operating_point for lesion in lesions)
     assert SYNTHETIC_WARNING in outputs.warnings
     assert outputs.segmentation.GetName() == "5: AX BRAVO +C lesions"
     again, _ = auto_assign()

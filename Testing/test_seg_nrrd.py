@@ -97,6 +97,21 @@ def test_colours_without_confidence_or_when_asked_come_from_the_palette(tmp_path
     assert all("Confidence" not in s["tags"] for s in segments)
 
 
+def test_no_lesions_give_an_empty_segmentation_on_the_same_grid(tmp_path):
+    import slicer
+
+    path = tmp_path / "none.seg.nrrd"
+    write_segmentation_nrrd(np.zeros(SHAPE, dtype=np.int32), AFFINE, [], path)
+    labelmap, affine, segments = read_segmentation_nrrd(path)
+    assert labelmap.shape == SHAPE and not labelmap.any() and segments == []
+    np.testing.assert_allclose(affine, AFFINE, atol=1e-9)
+    scene = slicer.vtkMRMLScene()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node) == 1 and node.GetSegmentation().GetNumberOfSegments() == 0
+
+
 def test_confidence_colour_ends_and_clipping():
     assert confidence_colour(0.0) == (1.0, 1.0, 0.0)
     assert confidence_colour(1.0) == (1.0, 0.0, 0.0)

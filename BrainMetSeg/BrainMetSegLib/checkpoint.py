@@ -92,7 +92,9 @@ def save_checkpoint(folder: PathLike, model_state: Mapping[str, torch.Tensor], o
     folder = Path(folder)
     tensors: Dict[str, torch.Tensor] = {
         _MODEL_PREFIX + name: value.detach().to("cpu", copy=True).contiguous() for name, value in model_state.items()}
-    skeleton = flatten_state(dict(optimizer_state), tensors)
+    state_tensors: Dict[str, torch.Tensor] = {}
+    skeleton = flatten_state(dict(optimizer_state), state_tensors)
+    tensors.update(state_tensors)
     header = {"format": FORMAT, "progress": dict(progress), "optimizer": skeleton}
     path = folder / CHECKPOINT_FILE
     folder.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,19 @@ def _as_arrays(case_or_volumes) -> Tuple[dict, Optional[np.ndarray]]:
     return images, label
 
 
+def _brain_window(bravo: np.ndarray) -> Tuple[slice, slice]:
+    """In-plane box around the brain (all slices) with a small margin, so the brain fills the picture."""
+    occupied = np.any(bravo != 0, axis=2)
+    if not occupied.any():
+        return slice(None), slice(None)
+    window = []
+    for axis in range(2):
+        used = np.flatnonzero(np.any(occupied, axis=1 - axis))
+        margin = max(2, int(0.04 * bravo.shape[axis]))
+        window.append(slice(max(int(used[0]) - margin, 0), min(int(used[-1]) + margin + 1, bravo.shape[axis])))
+    return window[0], window[1]
+
+
 def default_slice(images: dict, label: Optional[np.ndarray]) -> int:
     """The axial slice with the most lesion voxels, else the middle of the brain."""
     if label is not None and np.any(label):
@@ -88,18 +101,20 @@ def render_case_png(case_or_volumes: Union[Case, Mapping[str, Volume]], path: Pa
     index = default_slice(images, label) if slice_index is None else int(slice_index)
     if not 0 <= index < depth:
         raise BrainMetSegError(f"slice_index: {slice_index} is outside the {depth} axial slices")
+    window = _brain_window(images["bravo"])
     rows = 2 if label is not None else 1
     figure = Figure(figsize=(4 * len(ROLES), 4.3 * rows), facecolor="black")
     for column, role in enumerate(ROLES):
         volume = images[role].astype(np.float32)
         brain = volume[volume > 0]
         high = float(np.percentile(brain, 99.8)) if brain.size else 1.0
-        picture = volume[:, :, index].T  # rows: anterior -> posterior, columns: right -> left
+        picture = volume[window + (index,)].T  # rows: anterior -> posterior, columns: right -> left
         for row in range(rows):
             axes = figure.add_subplot(rows, len(ROLES), row * len(ROLES) + column + 1)
             axes.imshow(picture, cmap="gray", vmin=0.0, vmax=high, interpolation="nearest")
-            if row == 1 and np.any(label[:, :, index]):
-                axes.contour(label[:, :, index].T.astype(np.float32), levels=[0.5], colors="red", linewidths=0.9)
+            outline = None if row == 0 else label[window + (index,)].T
+            if outline is not None and np.any(outline):
+                axes.contour(outline.astype(np.float32), levels=[0.5], colors="red", linewidths=0.9)
             axes.set_axis_off()
             if row == 0:
                 axes.set_title(SHORT_TITLES[role], color="white", fontsize=12)

@@ -21,6 +21,7 @@ indexing, so the host never holds five copies of every slice.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -33,6 +34,8 @@ from .errors import BrainMetSegError
 from .negatives import DEFAULT_RADIUS_MM, known_negative_mask
 from .reorient import Orientation, closest_axial
 from .roles import ROLES
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PIXEL_SPACING_MM = (0.9375, 0.9375)
 DEFAULT_SLICE_SPACING_MM = 1.0
@@ -95,6 +98,8 @@ def prepare_case(case: Case, pixel_spacing_mm: Sequence[float] = DEFAULT_PIXEL_S
     scale = spacing / oriented_spacing
     depth, offset, warnings = _grid_placement(brain, orientation.shape, oriented_spacing, spacing, scale, size,
                                               case.case_id)
+    for message in warnings:
+        log.warning("%s", message)
     shape = (depth,) + size
     affine = oriented_affine.copy()
     affine[:, :3] = oriented_affine[:, :3] * scale[None, :]
@@ -224,7 +229,7 @@ def _sample_axis(data: np.ndarray, axis: int, coordinate: np.ndarray) -> np.ndar
     n = data.shape[axis]
     inside = (coordinate >= -0.5 - 1e-4) & (coordinate <= n - 0.5 + 1e-4)
     clamped = np.clip(coordinate, 0, n - 1)
-    low = np.minimum(np.floor(clamped).astype(np.intp), max(n - 2, 0))
+    low = np.floor(clamped).astype(np.intp)
     weight = (clamped - low).astype(np.float32)
     shape = [1] * data.ndim
     shape[axis] = -1

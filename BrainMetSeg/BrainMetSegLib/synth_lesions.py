@@ -10,7 +10,7 @@ exactly one connected component of the label.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -18,31 +18,50 @@ from .synth_anatomy import Anatomy
 from .synth_fields import random_unit_vectors
 from .synth_params import STRATUM_NAMES, SynthParams
 
+LOBES = 5
 PLACEMENT_TRIES = 64
 """Candidate centres tested at once for each lesion; rounds shrink the lesion if all fail."""
 
 
+def _sphere_directions(count: int = 500) -> np.ndarray:
+    """Evenly spread unit vectors (Fibonacci sphere) to bound a lesion's radius."""
+    k = np.arange(count) + 0.5
+    z = 1 - 2 * k / count
+    angle = np.pi * (1 + 5 ** 0.5) * k
+    r = np.sqrt(1 - z ** 2)
+    return np.stack([r * np.cos(angle), r * np.sin(angle), z], -1)
+
+
+DIRECTIONS = _sphere_directions()
+
+
 @dataclass
 class LesionSpec:
-    centre: np.ndarray          # crop voxel coordinates (float)
     diameter_mm: float
-    location: str               # "junction" or "parenchyma"
     ring: bool                  # ring-enhancing with a necrotic core
     rim_mm: float
     enhancement: float          # bravo lesion / WM
     se_gain: float              # t1_gd enhancement above WM relative to bravo's
     oedema_mm: float            # reach of the oedema beyond the lesion edge
     shape: np.ndarray           # (3, 3) symmetric: ellipsoidal deviation of the radius
-    lobes: np.ndarray           # (3, 3) unit directions of the lobulations
-    phases: np.ndarray          # (3,)
+    lobes: np.ndarray           # (LOBES, 3) unit directions of the lobulations
+    frequencies: np.ndarray     # (LOBES,) their angular frequencies
+    phases: np.ndarray          # (LOBES,)
     rim_axis: np.ndarray        # (3,) the rim is thicker on this side
     lobe_amplitude: float       # size of the lobulations relative to the radius
+    centre: Optional[np.ndarray] = None  # crop voxel coordinates (float), set when placed
+    location: str = ""          # "junction" or "parenchyma", set when placed
+
+    @property
+    def max_radius_mm(self) -> float:
+        """Largest radius over all directions (with a margin for directions between samples)."""
+        return float(self.radius(DIRECTIONS).max()) * 1.05
 
     def radius(self, unit: np.ndarray) -> np.ndarray:
         """Radius (mm) in the directions `unit` (..., 3): irregular but star-shaped."""
         ellipsoid = np.einsum("...a,ab,...b->...", unit, self.shape, unit)
-        lobes = np.sin(3.0 * unit @ self.lobes.T + self.phases).mean(axis=-1)
-        return self.diameter_mm / 2 * (1 + ellipsoid + self.lobe_amplitude * lobes)
+        lobes = np.sin(self.frequencies * (unit @ self.lobes.T) + self.phases).sum(axis=-1)
+        return self.diameter_mm / 2 * (1 + ellipsoid + self.lobe_amplitude * lobes / np.sqrt(len(self.phases) / 2))
 
 
 @dataclass
@@ -75,7 +94,7 @@ def draw_diameters(rng: np.random.Generator, params: SynthParams, stratum: int, 
     return np.sort(np.minimum(diameters, params.diameter_max_mm))[::-1]
 
 
-def draw_lesion(rng: np.random.Generator, params: SynthParams, diameter: float) -> Dict[str, object]:
+def draw_lesion(rng: np.random.Generator, params: SynthParams, diameter: float) -> LesionSpec:
     """Everything about a lesion but its place."""
     shape = rng.normal(size=(3, 3))
     shape = (shape + shape.T) / 2
@@ -84,15 +103,17 @@ def draw_lesion(rng: np.random.Generator, params: SynthParams, diameter: float) 
     subtle = rng.random() < params.subtle_probability
     enhancement = rng.uniform(*(params.subtle_enhancement if subtle else params.enhancement))
     low, high = params.oedema_diameters_mm
+    size = (diameter - params.diameter_offset_mm) / max(params.diameter_max_mm - params.diameter_offset_mm, 1e-6)
+    lumpiness = params.lumpiness[0] + (params.lumpiness[1] - params.lumpiness[0]) * float(np.clip(size, 0.0, 1.0))
     oedema_weight = float(np.clip((diameter - low) / max(high - low, 1e-6), 0.0, 1.0))
-    return dict(
+    return LesionSpec(
         diameter_mm=float(diameter),
         ring=bool(diameter >= params.ring_min_diameter_mm and rng.random() < params.ring_probability),
         rim_mm=float(rng.uniform(*params.rim_thickness_mm)),
         enhancement=float(enhancement), se_gain=float(rng.uniform(*params.se_lesion_gain)),
         oedema_mm=float(diameter / 2 * rng.uniform(*params.oedema_ratio) * oedema_weight),
-        shape=shape, lobes=random_unit_vectors(rng, 3), phases=rng.uniform(0, 2 * np.pi, 3),
-        rim_axis=random_unit_vectors(rng, 1)[0], lobe_amplitude=params.lumpiness,
+        shape=shape, lobes=random_unit_vectors(rng, LOBES), frequencies=rng.uniform(2.0, 5.0, LOBES),
+        phases=rng.uniform(0, 2 * np.pi, LOBES), rim_axis=random_unit_vectors(rng, 1)[0], lobe_amplitude=lumpiness,
     )
 
 
@@ -108,31 +129,32 @@ def place_lesions(rng: np.random.Generator, params: SynthParams, anatomy: Anatom
     }
     placed: List[LesionSpec] = []
     for diameter in diameters:
-        properties = draw_lesion(rng, params, diameter)
-        location = "junction" if rng.random() < params.junction_fraction else "parenchyma"
+        lesion = draw_lesion(rng, params, diameter)
+        lesion.location = "junction" if rng.random() < params.junction_fraction else "parenchyma"
+        pool = pools[lesion.location]
         for _ in range(12):
-            pool = pools[location]
             picks = pool[rng.integers(0, len(pool), PLACEMENT_TRIES)]
             centres = np.stack(np.unravel_index(picks, brain.shape), -1) + rng.uniform(-0.5, 0.5, (PLACEMENT_TRIES, 3))
-            ok = _fits(centres, properties["diameter_mm"], anatomy, placed, params.min_gap_mm)
+            ok = _fits(centres, lesion, anatomy, placed, params.min_gap_mm)
             if ok.any():
-                placed.append(LesionSpec(centre=centres[int(np.argmax(ok))], location=location, **properties))
+                lesion.centre = centres[int(np.argmax(ok))]
+                placed.append(lesion)
                 break
-            properties["diameter_mm"] = max(properties["diameter_mm"] * 0.85, 2.0 * float(spacing.max()))
+            lesion.diameter_mm = max(lesion.diameter_mm * 0.85, 2.0 * float(spacing.max()))
         else:
             raise RuntimeError(f"no room for a lesion of {diameter:.1f} mm after shrinking it")
     return placed
 
 
-def _fits(centres: np.ndarray, diameter: float, anatomy: Anatomy, placed: List[LesionSpec], gap: float) -> np.ndarray:
-    radius = diameter / 2 * 1.3  # irregularity: the radius may exceed its nominal value
+def _fits(centres: np.ndarray, lesion: LesionSpec, anatomy: Anatomy, placed: List[LesionSpec], gap: float) -> np.ndarray:
+    radius = lesion.max_radius_mm
     depth = anatomy.depth[tuple(np.round(centres).astype(int).T)]
     reach = np.ceil(radius / anatomy.spacing) + 2
     inside = np.all((centres - reach >= 0) & (centres + reach < np.asarray(anatomy.brain.shape)), axis=1)
-    ok = inside & (depth >= 0.75 * radius)
+    ok = inside & (depth >= 0.6 * radius)
     for other in placed:
         distance = np.linalg.norm((centres - other.centre) * anatomy.spacing, axis=1)
-        ok &= distance >= radius + other.diameter_mm / 2 * 1.3 + gap
+        ok &= distance >= radius + other.max_radius_mm + gap
     return ok
 
 
@@ -144,7 +166,7 @@ def render_lesions(lesions: List[LesionSpec], anatomy: Anatomy) -> Tuple[List[Le
     label = np.zeros(anatomy.brain.shape, dtype=bool)
     patches = []
     for lesion in lesions:
-        reach = lesion.diameter_mm / 2 * 1.3 + lesion.oedema_mm * 1.6 + 2 * ramp
+        reach = lesion.max_radius_mm + lesion.oedema_mm * 1.6 + 2 * ramp
         low = np.maximum(np.floor(lesion.centre - reach / spacing), 0).astype(int)
         high = np.minimum(np.ceil(lesion.centre + reach / spacing) + 1, anatomy.brain.shape).astype(int)
         box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
@@ -158,7 +180,8 @@ def render_lesions(lesions: List[LesionSpec], anatomy: Anatomy) -> Tuple[List[Le
         inside *= anatomy.brain_fraction[box]
         core = np.zeros_like(inside)
         if lesion.ring:
-            rim = lesion.rim_mm * (1 + 0.5 * unit @ lesion.rim_axis)
+            rim = lesion.rim_mm * (1 + 0.5 * unit @ lesion.rim_axis
+                                   + 0.3 * np.sin(lesion.frequencies[0] * (unit @ lesion.lobes[1]) + lesion.phases[2]))
             core = np.clip((radius - rim - distance) / ramp + 0.5, 0.0, 1.0).astype(np.float32) * inside
         if lesion.oedema_mm > 0:
             reach_oedema = radius + lesion.oedema_mm * (1 + 0.4 * np.sin(2.0 * unit @ lesion.lobes[0] + lesion.phases[1]))

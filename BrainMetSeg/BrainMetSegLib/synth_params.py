@@ -52,7 +52,7 @@ class SynthParams:
     spacing: Tuple[float, float, float] = (0.9375, 0.9375, 1.0)
 
     # --- anatomy: the MNI152 2009a template, varied per case.
-    scale: Range = (0.92, 1.06)               # isotropic head size factor
+    scale: Range = (0.88, 1.02)               # isotropic size factor (the MNI brain is larger than most)
     axis_scale_jitter: float = 0.03           # extra per-axis factor, uniform in 1 +- this
     max_rotation_deg: Tuple[float, float, float] = (8.0, 5.0, 10.0)  # about R-L (pitch), A-P (roll), S-I (yaw)
     max_shift_mm: Tuple[float, float] = (5.0, 5.0)                   # in-plane translation
@@ -78,7 +78,7 @@ class SynthParams:
     junction_fraction: float = 0.8            # share placed at the grey/white junction (else any parenchyma)
     min_gap_mm: float = 3.0                   # between lesion surfaces, so labels never merge
     elongation: float = 0.15                  # ellipsoidal deviation of the radius
-    lumpiness: float = 0.08                   # lobulated deviation of the radius
+    lumpiness: Range = (0.05, 0.15)           # s.d. of lobulations / radius, smallest to largest lesions
     ring_min_diameter_mm: float = 10.0        # from this size a lesion may be ring-enhancing ...
     ring_probability: float = 0.85            # ... with this probability (necrotic core inside)
     rim_thickness_mm: Range = (1.5, 3.5)
@@ -90,15 +90,15 @@ class SynthParams:
     oedema_diameters_mm: Range = (4.0, 14.0)  # oedema ramps up from none to full over these diameters
 
     # --- confounders (never labelled).
-    cortical_vessels: Tuple[int, int] = (30, 50)        # count per case
-    cortical_radius_mm: Range = (0.35, 1.0)
-    cortical_length_mm: Range = (15.0, 60.0)
+    cortical_vessels: Tuple[int, int] = (60, 90)        # count per case
+    cortical_radius_mm: Range = (0.4, 1.2)
+    cortical_length_mm: Range = (20.0, 80.0)
     cortical_depth_mm: Range = (0.5, 5.0)               # they wander in this band under the surface
-    deep_vessels: Tuple[int, int] = (15, 30)            # medullary veins and perforators, run inwards
+    deep_vessels: Tuple[int, int] = (30, 50)            # medullary veins and perforators, run inwards
     deep_radius_mm: Range = (0.25, 0.60)
     deep_length_mm: Range = (8.0, 30.0)
     vessel_step_mm: float = 0.5
-    vessel_turn: float = 0.25                 # s.d. of the direction change per sqrt(mm)
+    vessel_turn: float = 0.12                 # s.d. of the direction change per sqrt(mm)
     vessel_taper: float = 0.6                 # radius at the far end / radius at the start
     vessel_se_fraction: Range = (0.15, 0.55)  # t1_gd vessel enhancement / bravo's (black-blood effect)
     choroid_count: int = 2                    # enhancing choroid plexus blobs in the ventricles
@@ -131,7 +131,7 @@ PRESETS: Dict[str, SynthParams] = {
     "small": SynthParams(
         shape=(100, 100, 80), spacing=(2.0, 2.0, 2.0), top_margin_mm=(4.0, 10.0),
         diameter_offset_mm=3.0, diameter_median_mm=3.5, diameter_sigma=0.75, min_gap_mm=4.0,
-        cortical_vessels=(15, 25), cortical_radius_mm=(0.7, 1.5), deep_vessels=(8, 15),
+        cortical_vessels=(30, 45), cortical_radius_mm=(0.7, 1.5), deep_vessels=(15, 25),
         deep_radius_mm=(0.6, 1.0), vessel_step_mm=1.0, dura_thickness_mm=1.5, falx_thickness_mm=1.5,
         rim_thickness_mm=(2.5, 4.0), sulci_contrast=0.35,
     ),

@@ -47,6 +47,8 @@ def _walk(rng: np.random.Generator, params: SynthParams, anatomy: Anatomy, start
     deep ones drift inwards. Returns centre-line points (voxel coordinates) and radii (mm)."""
     spacing = anatomy.spacing
     step = params.vessel_step_mm
+    if len(starts) == 0:
+        return np.zeros((0, 3)), np.zeros(0)
     position = starts * spacing
     _, direction = _depth_gradient(anatomy.depth, starts, spacing)
     noise = random_unit_vectors(rng, len(starts))
@@ -86,11 +88,18 @@ def _starts(rng: np.random.Generator, pool: np.ndarray, shape, count: int) -> np
 
 
 def build_confounders(rng: np.random.Generator, params: SynthParams, anatomy: Anatomy) -> Confounders:
-    shape = anatomy.brain.shape
-    spacing = anatomy.spacing
-    ramp = float(np.mean(spacing))
-    brain, depth = anatomy.brain, anatomy.depth
+    """Vessels, dura and choroid plexus each draw from their own stream, so that changing the
+    vessel parameters leaves the dura and choroid plexus of a seed as they were."""
+    vessel_rng, dura_rng, choroid_rng = (np.random.default_rng(s) for s in rng.integers(0, 2 ** 63, size=3))
+    vessels, counts = _vessels(vessel_rng, params, anatomy)
+    dura = _dura(dura_rng, params, anatomy)
+    choroid, counts["choroid_plexus"] = _choroid(choroid_rng, params, anatomy)
+    return Confounders(vessels, dura, choroid, counts)
 
+
+def _vessels(rng: np.random.Generator, params: SynthParams, anatomy: Anatomy) -> Tuple[np.ndarray, Dict[str, int]]:
+    shape, spacing = anatomy.brain.shape, anatomy.spacing
+    brain, depth = anatomy.brain, anatomy.depth
     n_cortical = int(rng.integers(params.cortical_vessels[0], params.cortical_vessels[1] + 1))
     band = params.cortical_depth_mm
     cortical = _walk(
@@ -106,7 +115,13 @@ def build_confounders(rng: np.random.Generator, params: SynthParams, anatomy: An
         np.zeros(n_deep), inward=True)
     vessels = render_tubes(shape, np.concatenate([cortical[0], deep[0]]), np.concatenate([cortical[1], deep[1]]), spacing)
     vessels *= anatomy.brain_fraction
+    return vessels, {"cortical_vessels": n_cortical, "deep_vessels": n_deep}
 
+
+def _dura(rng: np.random.Generator, params: SynthParams, anatomy: Anatomy) -> np.ndarray:
+    """Patchy enhancing rim under the brain surface, and the falx in the interhemispheric fissure."""
+    shape, depth = anatomy.brain.shape, anatomy.depth
+    ramp = float(np.mean(anatomy.spacing))
     rim = np.clip((params.dura_thickness_mm - depth) / ramp + 0.5, 0.0, 1.0) * anatomy.brain_fraction
     patches = smooth_field(rng, shape, 8, 1.0)
     sample = patches[rim > 0.5]
@@ -115,9 +130,13 @@ def build_confounders(rng: np.random.Generator, params: SynthParams, anatomy: An
     dura = rim * np.clip((patches - threshold) / spread + 0.5, 0.0, 1.0)
     falx = (np.clip((params.falx_thickness_mm / 2 - np.abs(anatomy.template_x)) / ramp + 0.5, 0.0, 1.0)
             * anatomy.csf * (anatomy.template_z > 10.0) * (depth < 30.0))
-    dura = np.maximum(dura, falx).astype(np.float32)
+    return np.maximum(dura, falx).astype(np.float32)
 
-    ventricles = brain & (anatomy.csf > 0.7) & (depth > CHOROID_MIN_DEPTH_MM)
+
+def _choroid(rng: np.random.Generator, params: SynthParams, anatomy: Anatomy) -> Tuple[np.ndarray, int]:
+    """Lumpy enhancing blobs in the lateral ventricles, one per side."""
+    shape, spacing = anatomy.brain.shape, anatomy.spacing
+    ventricles = anatomy.brain & (anatomy.csf > 0.7) & (anatomy.depth > CHOROID_MIN_DEPTH_MM)
     choroid_points, choroid_radii = [], []
     for side in range(params.choroid_count):
         pool = np.flatnonzero(ventricles & ((anatomy.template_x > 4.0) if side % 2 == 0 else (anatomy.template_x < -4.0)))
@@ -132,5 +151,4 @@ def build_confounders(rng: np.random.Generator, params: SynthParams, anatomy: An
     if choroid_points:
         choroid = render_tubes(shape, np.concatenate(choroid_points), np.concatenate(choroid_radii), spacing)
         choroid *= anatomy.csf
-    counts = {"cortical_vessels": n_cortical, "deep_vessels": n_deep, "choroid_plexus": len(choroid_points)}
-    return Confounders(vessels, dura, choroid, counts)
+    return choroid, len(choroid_points)

@@ -115,11 +115,12 @@ class TrainingStopped(Exception):
 
 
 def learning_rate(step: int, total: int, peak: float, warmup_fraction: float) -> float:
-    """Linear warm-up over the first `warmup_fraction` of the steps, then cosine to LR_FLOOR * peak."""
+    """Linear warm-up over the first `warmup_fraction` of the steps, then a cosine that reaches
+    LR_FLOOR * peak at the last step."""
     warm = int(math.ceil(round(warmup_fraction * total, 9)))
     if step < warm:
         return peak * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
+    progress = (step - warm) / max(1, total - warm - 1)
     return peak * (LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 

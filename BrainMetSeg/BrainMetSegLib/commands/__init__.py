@@ -14,4 +14,5 @@ COMMAND_MODULES = (
     "predict",
     "censor",
     "train",
+    "synth",
 )

@@ -7,7 +7,7 @@ run in another thread without touching MRML.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import slicer
@@ -23,13 +23,13 @@ from .volume_nodes import volume_from_node
 class SceneInputs:
     """Volume nodes chosen for each role (None: not chosen yet)."""
 
-    t1_pre: object = None
-    t1_gd: object = None
-    bravo: object = None
-    flair: object = None
-    brain_mask: object = None
+    t1_pre: Optional[slicer.vtkMRMLScalarVolumeNode] = None
+    t1_gd: Optional[slicer.vtkMRMLScalarVolumeNode] = None
+    bravo: Optional[slicer.vtkMRMLScalarVolumeNode] = None
+    flair: Optional[slicer.vtkMRMLScalarVolumeNode] = None
+    brain_mask: Optional[slicer.vtkMRMLScalarVolumeNode] = None
 
-    def nodes(self) -> Dict[str, object]:
+    def nodes(self) -> Dict[str, Optional[slicer.vtkMRMLScalarVolumeNode]]:
         """The four sequence nodes by role, in ROLES order."""
         return {role: getattr(self, role) for role in ROLES}
 
@@ -41,10 +41,9 @@ class InputVolumes:
     volumes: Dict[str, Volume]
     brain_mask: Optional[Volume]
     case_id: str
-    node_names: Dict[str, str] = field(default_factory=dict)
 
 
-def candidate_volume_nodes(scene=None) -> List[object]:
+def candidate_volume_nodes(scene=None) -> List[slicer.vtkMRMLScalarVolumeNode]:
     """Scalar volumes a user could pick as a sequence: not label maps, not hidden nodes."""
     scene = scene or slicer.mrmlScene
     nodes = []
@@ -93,5 +92,4 @@ def read_inputs(inputs: SceneInputs) -> InputVolumes:
     nodes = inputs.nodes()
     volumes = {role: volume_from_node(node) for role, node in nodes.items()}
     mask = volume_from_node(inputs.brain_mask) if inputs.brain_mask is not None else None
-    reference = nodes[REFERENCE_ROLE]
-    return InputVolumes(volumes, mask, reference.GetName(), {role: node.GetName() for role, node in nodes.items()})
+    return InputVolumes(volumes, mask, nodes[REFERENCE_ROLE].GetName())

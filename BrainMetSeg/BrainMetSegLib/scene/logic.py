@@ -91,12 +91,13 @@ def _remove_nodes(nodes: List[object]) -> None:
 
 
 def write_to_scene(prediction: "Prediction", reference_node, probability_map: bool = True,
-                   cutoff: Optional[float] = None, name: Optional[str] = None) -> SceneOutputs:
+                   cutoff: Optional[float] = None) -> SceneOutputs:
     """Add the run's results to the scene (main thread), all or nothing.
 
     `reference_node` is the BRAVO volume: its grid is the segmentation's reference geometry and
-    the results go under its study. Segments below `cutoff` (default: show all) start hidden."""
-    base = name or reference_node.GetName()
+    the results go under its study and are named after it. Segments below `cutoff` (default:
+    show all) start hidden."""
+    base = reference_node.GetName()
     created: List[object] = []
     try:
         segmentation = add_lesion_segmentation(prediction.components, prediction.affine, prediction.lesions,

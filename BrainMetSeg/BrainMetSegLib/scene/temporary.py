@@ -2,7 +2,8 @@
 
 Those calls also add display nodes and colour tables of their own; everything added to the
 scene while the context is open is removed when it closes, so an export or an accepted
-lesion leaves the user's scene exactly as it was, apart from the intended result.
+lesion leaves the user's scene as it was, apart from the intended result (which must not be
+a new node).
 """
 from __future__ import annotations
 
@@ -15,15 +16,13 @@ def _node_ids(scene) -> Set[str]:
 
 
 @contextlib.contextmanager
-def temporary_nodes(scene, keep: Set[str] = frozenset()) -> Iterator[Set[str]]:
-    """Remove every node added to `scene` inside the block, except the IDs put in the yielded
-    set (for a result created inside the block)."""
+def temporary_nodes(scene) -> Iterator[None]:
+    """Remove every node added to `scene` inside the block."""
     before = _node_ids(scene)
-    kept = set(keep)
     try:
-        yield kept
+        yield
     finally:
-        for node_id in _node_ids(scene) - before - kept:
+        for node_id in _node_ids(scene) - before:
             node = scene.GetNodeByID(node_id)
             if node is not None:
                 scene.RemoveNode(node)

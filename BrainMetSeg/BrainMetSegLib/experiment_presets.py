@@ -1,0 +1,84 @@
+"""Training schedules for the experiment grid: `paper` for a GPU, `small` for two CPU cores.
+
+Every run of a grid trains with the same schedule (the paper tuned its baseline and reused
+its settings for every other row), so the schedule is a property of the experiment, not of
+a row. The `small` numbers are sized so that the whole grid (17 rows, plus two extra seeds
+of the 5 key rows: 27 runs) finishes in about an hour on 2 CPU cores on the synthetic
+`--small` cohort; docs/dev/readme-experiments.md shows the measurement behind them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from .errors import BrainMetSegError
+from .experiment_grid import Row
+from .synth_params import PRESETS as SYNTH_PRESETS
+from .train_options import TrainOptions
+
+_SMALL_COHORT = SYNTH_PRESETS["small"]
+
+
+@dataclass(frozen=True)
+class ExperimentPreset:
+    name: str
+    backbone: str
+    in_plane_size: int
+    pixel_spacing_mm: float
+    slice_spacing_mm: float
+    epochs: int
+    """Validation (and model selection on it) after each epoch."""
+    steps_per_epoch: Optional[int]
+    """None: the trainer's default, one pass over the training slices."""
+    batch_size: int
+    lr: float
+    seeds: Tuple[int, ...]
+    cases: int
+    """Size of the synthetic cohort the schedule was sized for (`brainmetseg synth --cases`);
+    the runner accepts any dataset, this only documents the intended one."""
+    synthetic_preset: str
+    """`brainmetseg synth` preset of that cohort ('small' is `--small`)."""
+
+    @property
+    def steps_per_run(self) -> Optional[int]:
+        return None if self.steps_per_epoch is None else self.epochs * self.steps_per_epoch
+
+    def train_options(self, dataset: Path, out: Path, row: Row, seed: int, device: str,
+                      resume: bool = False) -> TrainOptions:
+        """The trainer's options for one run of the grid: the paper's setting of one loss for
+        every case (uniform loss), the row's censoring seeded like the run."""
+        return TrainOptions(
+            dataset=Path(dataset), out=Path(out), loss=row.loss, alpha=row.alpha, beta=row.beta,
+            uniform_loss=True, backbone=self.backbone, epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch, batch_size=self.batch_size, lr=self.lr,
+            censor_mode=row.censor, censor_rate=row.censor_rate if row.censor != "none" else 0.5,
+            censor_seed=seed, seed=seed, in_plane_size=self.in_plane_size,
+            pixel_spacing=self.pixel_spacing_mm, slice_spacing=self.slice_spacing_mm,
+            device=device, resume=resume)
+
+    def to_json(self) -> Dict[str, object]:
+        values = dataclasses.asdict(self)
+        values["seeds"] = list(self.seeds)
+        return values
+
+
+PRESETS: Dict[str, ExperimentPreset] = {
+    "paper": ExperimentPreset(
+        name="paper", backbone="resnet50", in_plane_size=256, pixel_spacing_mm=0.9375, slice_spacing_mm=1.0,
+        epochs=10, steps_per_epoch=None, batch_size=16, lr=1e-3, seeds=(0,), cases=156,
+        synthetic_preset="default"),
+    "small": ExperimentPreset(
+        name="small", backbone="mobilenet_v3_large", in_plane_size=96,
+        pixel_spacing_mm=float(_SMALL_COHORT.spacing[0]), slice_spacing_mm=float(_SMALL_COHORT.spacing[2]),
+        epochs=3, steps_per_epoch=40, batch_size=8, lr=2e-3, seeds=(0, 1, 2), cases=40,
+        synthetic_preset="small"),
+}
+
+
+def preset(name: str) -> ExperimentPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise BrainMetSegError(f"--preset {name!r}: unknown; expected one of {', '.join(PRESETS)}") from None
