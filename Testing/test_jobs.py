@@ -144,7 +144,7 @@ def run_events(total=4, stop_after=None):
         events.append(event("step", step=step, total_steps=total, epoch=1 + (step - 1) // 2, loss=1.0 / step,
                             eta_s=10.0 * (total - step)))
         if step % 2 == 0:
-            events.append(event("epoch", epoch=step // 2, train_loss=0.5 / step, collapse=None, best_epoch=step // 2,
+            events.append(event("epoch", epoch=step // 2, step=step, train_loss=0.5 / step, collapse=None, best_epoch=step // 2,
                                 best_ap=0.1 * step, validation={"ap": 0.1 * step, "max_sensitivity": 0.2 * step}))
     return events
 
