@@ -15,6 +15,7 @@ import numpy as np
 
 from BrainMetSegLib.dataset import CaseEntry, write_case, write_dataset_json
 from BrainMetSegLib.roles import ROLES
+from BrainMetSegLib.synth import SYNTH_JSON
 from BrainMetSegLib.volumes import Volume, make_affine
 
 SHAPE = (32, 32, 24)
@@ -82,9 +83,6 @@ def write_tiny_dataset(root: Path, statuses: Optional[Sequence[str]] = None,
         folder = write_case(root, case_id, volumes, label)
         entries.append(CaseEntry(case_id, folder, SPLITS[number], statuses[number], (rejected or {}).get(case_id, [])))
     write_dataset_json(root, entries)
-    if synthetic:
-        path = root / "dataset.json"
-        document = json.loads(path.read_text())
-        document["synthetic"] = True
-        path.write_text(json.dumps(document))
+    if synthetic:  # the marker `brainmetseg synth` leaves next to dataset.json
+        (root / SYNTH_JSON).write_text(json.dumps({"format": 1, "generator": "Testing/helpers_train.py"}))
     return root

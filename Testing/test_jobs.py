@@ -214,16 +214,18 @@ def test_terminate_tree_kills_a_tree_that_ignores_terminate(tmp_path):
             process.kill()
 
 
-def test_a_job_that_dies_silently_is_killed_and_a_refused_one_failed(dataset, tmp_path):
-    empty = tmp_path / "empty dataset"
-    empty.mkdir()
-    job = launch(tiny_spec(empty, tmp_path / "refused", steps=2))
+def test_a_job_refused_by_the_trainer_fails_with_its_message(dataset, tmp_path):
+    spec = tiny_spec(dataset, tmp_path / "refused", steps=2)
+    spec.init_model = "no-such-model"
+    job = launch(spec)
     status = wait_for_end(job)
     assert status.state == "failed"
-    assert status.error.startswith(f"{empty}: no cases found")
-    assert job.exit_code() == 2
+    assert status.error.startswith("model 'no-such-model': no such folder")
+    assert wait_until(lambda: job.exit_code() is not None, timeout_s=60) and job.exit_code() == 2
+    assert read_events(job.run / "events.jsonl") == []  # refused before the run started: the log says why
     record = json.loads((tmp_path / "refused" / JOB_FILE).read_text())
     assert record["command"][1:4] == ["-m", "BrainMetSegLib", "train"] and record["launches"] == 1
+    assert record["spec"]["init_model"] == "no-such-model"
     with pytest.raises(BrainMetSegError, match="refused: already exists; resume that job or choose another run"):
         launch(tiny_spec(dataset, tmp_path / "refused", steps=2))
     with pytest.raises(BrainMetSegError, match="options.json: missing; the run never started"):
@@ -239,7 +241,8 @@ def test_launch_follow_to_the_end_and_hand_off_to_the_models_list(dataset, tmp_p
     status = wait_for_end(job)
     assert status.state == "finished", job.log_tail()
     assert (status.progress, status.step, status.total_steps, status.epochs) == (1.0, 2, 2, 1)
-    assert job.exit_code() == 0 and find_process(job.record()["pid"], job.record()["create_time"]) is None
+    assert wait_until(lambda: job.exit_code() is not None, timeout_s=60) and job.exit_code() == 0
+    assert find_process(job.record()["pid"], job.record()["create_time"]) is None
     history = job.history()
     assert history.steps == [1, 2] and all(loss > 0 for loss in history.loss)
     assert history.epochs == [1] and history.ap[0] is not None and history.sensitivity[0] is not None
@@ -310,3 +313,23 @@ def test_discover_jobs_lists_runs_started_elsewhere_newest_first(tmp_path):
     assert [job.name for job in jobs] == ["cli-new", "cli-old"]
     assert [job.status().state for job in jobs] == ["unknown", "finished"]
     assert discover_jobs(tmp_path / "nowhere") == []
+
+
+def test_default_python_inside_the_slicer_application_is_pythonslicer(tmp_path, monkeypatch):
+    from BrainMetSegLib.jobs import default_python
+
+    assert default_python() == sys.executable
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text("#!/bin/sh\n")
+    launcher.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "SlicerApp-real"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert default_python() == str(launcher)
+
+
+def test_log_tail_shows_the_last_state_of_progress_bars(tmp_path):
+    (tmp_path / LOG_FILE).write_bytes(b"reading\ntraining:  10%\rtraining:  50%\rtraining: 100%\nmodel: /r/model\n")
+    job = Job(tmp_path)
+    assert job.log_tail(2) == "training: 100%\nmodel: /r/model"
+    assert job.log_tail() == "reading\ntraining: 100%\nmodel: /r/model"
+    assert Job(tmp_path / "none").log_tail() == ""

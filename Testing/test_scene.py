@@ -15,9 +15,9 @@ from BrainMetSegLib.lesions import find_lesions, lesion_table, write_lesion_csv
 from BrainMetSegLib.model_card import SYNTHETIC_WARNING
 from BrainMetSegLib.model_folder import read_model_config
 from BrainMetSegLib.predict import Cancelled, Prediction, Predictor
-from BrainMetSegLib.scene.hierarchy import study_item
+from BrainMetSegLib.scene.hierarchy import place_beside, study_item
 from BrainMetSegLib.scene.inputs import SceneInputs, auto_assign, missing_inputs, read_inputs
-from BrainMetSegLib.scene.logic import compute, run_segmentation, write_to_scene
+from BrainMetSegLib.scene.logic import compute, load_predictor, run_segmentation, write_to_scene
 from BrainMetSegLib.scene.models import model_entries
 from BrainMetSegLib.scene.segmentation import apply_confidence_cutoff, lesion_segment_id, segment_confidence
 from BrainMetSegLib.scene.table import centre_slice_views, lesion_ras, lesions_from_table, save_lesion_table_csv
@@ -142,6 +142,8 @@ def test_a_vector_volume_and_an_empty_node_are_refused(scene):
                                             nodeClassName="vtkMRMLVectorVolumeNode")
     with pytest.raises(BrainMetSegError, match="volume 'photo': has 3 components per voxel"):
         volume_from_node(vector)
+    with pytest.raises(BrainMetSegError, match="input: no volume node given"):
+        volume_from_node(None)
     table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "notes")
     with pytest.raises(BrainMetSegError, match="'notes': a vtkMRMLTableNode, not a scalar volume"):
         volume_from_node(table)
@@ -271,6 +273,16 @@ def test_outputs_go_under_the_study_of_bravo(scene):
         assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study_id
 
 
+def test_a_node_that_already_has_an_item_is_moved_under_the_study(scene):
+    """In Slicer every new node gets an item at the top level at once; it is moved, not duplicated."""
+    nodes, _ = study(scene)
+    table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "t")
+    item = scene.hierarchy.CreateItem(scene.hierarchy.GetSceneItemID(), table)
+    assert place_beside(table, nodes["bravo"]) == study_item(nodes["bravo"])
+    assert scene.hierarchy.GetItemByDataNode(table) == item
+    assert scene.hierarchy.GetItemParent(item) == study_item(nodes["bravo"])
+
+
 def test_a_bravo_outside_any_study_leaves_outputs_at_the_top(scene):
     bravo = scene.add_volume(sphere_volumes()["bravo"], "bravo")
     outputs = write_to_scene(known_prediction(), bravo)
@@ -318,6 +330,7 @@ def test_confidence_cutoff_shows_and_hides_segments_live(scene):
     manual = outputs.segmentation.GetSegmentation().AddEmptySegment("drawn", "drawn by hand")
     assert apply_confidence_cutoff(outputs.segmentation, 0.3) == 2
     assert visible() == ["Lesion_1", "Lesion_2", manual]
+    assert apply_confidence_cutoff(outputs.segmentation, 0.4) == 2  # at least the cut-off: shown
     assert apply_confidence_cutoff(outputs.segmentation, 0.0) == 3
     assert apply_confidence_cutoff(outputs.segmentation, 0.95) == 0
     assert visible() == [manual]
@@ -385,7 +398,8 @@ def test_run_with_a_model_folder_adds_consistent_nodes_under_the_study(scene, mo
         np.testing.assert_array_equal(mask, components == lesion.index)
     assert outputs.table.GetNumberOfRows() == len(lesions)
     assert outputs.cutoff == config.operating_point
-    assert outputs.shown == sum(lesion.confidence >= config.operating_point for lesion in lesions)
+    shown = [row["confidence"] >= config.operating_point for row in lesion_table(lesions)]  # as the table shows it
+    assert outputs.shown == sum(shown)
     assert SYNTHETIC_WARNING in outputs.warnings
     assert outputs.segmentation.GetName() == "5: AX BRAVO +C lesions"
     again, _ = auto_assign()
@@ -413,6 +427,28 @@ def test_a_flair_on_another_grid_is_resampled_with_a_warning(scene, bright_predi
     assert len(warnings) == 1 and warnings[0].startswith("flair volume")
     assert "resampled onto the bravo grid" in warnings[0]
     assert len(outputs.lesions) == 2
+
+
+def test_a_brain_mask_node_is_used(scene, bright_predictor):
+    """The mask leaves out the second sphere: only the first is found."""
+    nodes, inputs = study(scene)
+    mask = sphere_volumes()["bravo"].array != 0
+    mask[12:21, 7:16, 6:15] = False  # a box around the second sphere, centre (16, 11, 10)
+    inputs.brain_mask = slicer.util.addVolumeFromArray(mask.astype(np.uint8).transpose(2, 1, 0), CASE_AFFINE,
+                                                       "brain", "vtkMRMLLabelMapVolumeNode")
+    outputs = run_segmentation(inputs, bright_predictor, probability_map=False)
+    assert len(outputs.lesions) == 1
+    np.testing.assert_allclose(outputs.lesions[0].centroid_ras, sphere_centres_ras()[0], atol=1.0)
+    slicer.util.updateVolumeFromArray(inputs.brain_mask, np.zeros(mask.shape[::-1], np.uint8))
+    before = scene.node_counts()
+    with pytest.raises(BrainMetSegError, match="brain mask volume: the brain mask is empty"):
+        run_segmentation(inputs, bright_predictor)
+    assert scene.node_counts() == before
+
+
+def test_load_predictor_applies_a_threshold_and_keeps_a_loaded_predictor(model_folder, bright_predictor):
+    assert load_predictor(model_folder, "cpu", threshold=0.3).threshold == 0.3
+    assert load_predictor(bright_predictor) is bright_predictor
 
 
 @pytest.mark.parametrize("problem, message", [

@@ -68,7 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, one per core); 1 gives CPU seconds "
+                             "free of the spin-waiting that inflates them when cores are shared")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"

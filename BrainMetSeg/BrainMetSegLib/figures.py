@@ -107,7 +107,7 @@ def render_case_png(case_or_volumes: Union[Case, Mapping[str, Volume]], path: Pa
     for column, role in enumerate(ROLES):
         volume = images[role].astype(np.float32)
         brain = volume[volume > 0]
-        high = float(np.percentile(brain, 99.8)) if brain.size else 1.0
+        high = 1.1 * float(np.percentile(brain, 99.5)) if brain.size else 1.0  # WM grey, enhancement white
         picture = volume[window + (index,)].T  # rows: anterior -> posterior, columns: right -> left
         for row in range(rows):
             axes = figure.add_subplot(rows, len(ROLES), row * len(ROLES) + column + 1)

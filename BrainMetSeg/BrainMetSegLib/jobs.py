@@ -230,14 +230,12 @@ def copy_command(spec: JobSpec, resume: bool = False) -> str:
 
 
 def default_python() -> str:
-    """The Python that runs this code; inside Slicer its PythonSlicer launcher (which sets up
-    Slicer's library paths) when it can be found, since sys.executable may be the application."""
-    slicer = sys.modules.get("slicer")
-    if slicer is not None and getattr(slicer, "app", None) is not None:
-        candidate = shutil.which("PythonSlicer", path=str(Path(sys.executable).parent)) or shutil.which("PythonSlicer")
-        if candidate:
-            return candidate
-    return sys.executable
+    """The Python running this code. Inside the Slicer application sys.executable is the
+    application itself (SlicerApp-real), so its PythonSlicer launcher, which Slicer puts on
+    PATH and which sets up Slicer's library paths, runs the job instead."""
+    if Path(sys.executable).name.lower().startswith("python"):
+        return sys.executable
+    return shutil.which("PythonSlicer") or sys.executable
 
 
 def _environment() -> Dict[str, str]:
@@ -302,8 +300,8 @@ class Job:
                 text = handle.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        rows = [row.rsplit("\r", 1)[-1] for row in text.replace("\r\n", "\n").split("\n")]
-        return "\n".join(rows[-lines - 1:]).strip("\n") if rows else ""
+        rows = [row.rsplit("\r", 1)[-1] for row in text.replace("\r\n", "\n").rstrip("\n").split("\n")]
+        return "\n".join(rows[-lines:])
 
     def exit_code(self) -> Optional[int]:
         return None if self._process is None else self._process.poll()
@@ -360,6 +358,8 @@ def resume(job: Job, python: Optional[str] = None) -> Job:
     if status.state in ("running", "finished"):
         raise BrainMetSegError(f"{job.run}: the job is {status.state}; only a stopped, killed or failed job "
                                "can be resumed")
+    if job.alive():
+        raise BrainMetSegError(f"{job.run}: the job's process is still exiting; resume it in a moment")
     if not (job.run / OPTIONS_FILE).is_file():
         raise BrainMetSegError(f"{job.run / OPTIONS_FILE}: missing; the run never started, so there is nothing to "
                                "resume: launch it anew")

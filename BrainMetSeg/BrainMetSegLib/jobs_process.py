@@ -54,6 +54,10 @@ def find_process(pid: Optional[int], started: Optional[float]) -> Optional[psuti
         if abs(process.create_time() - float(started)) > CREATE_TIME_TOLERANCE_S:
             return None
         if process.status() == psutil.STATUS_ZOMBIE:
+            try:
+                process.wait(timeout=0)  # collect our own exited child (a job launched earlier in this session)
+            except (psutil.TimeoutExpired, psutil.NoSuchProcess, ChildProcessError):
+                pass
             return None
         return process
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -65,10 +65,15 @@ def confidence_colour(confidence: float) -> Tuple[float, float, float]:
     return tuple(float(v) for v in (1.0 - c) * low + c * high)
 
 
-def _lesion_tags(lesion) -> Dict[str, str]:
+CONFIDENCE_TAG = "Confidence"
+"""Segment tag holding a lesion's confidence; the Slicer cut-off slider filters on it."""
+
+
+def lesion_tags(lesion) -> Dict[str, str]:
+    """Segment tags of a lesion, shared by the .seg.nrrd writer and the Slicer scene code."""
     tags = {"TerminologyEntry": TERMINOLOGY_ENTRY}
     if lesion.confidence is not None:
-        tags["Confidence"] = f"{lesion.confidence:.4f}"
+        tags[CONFIDENCE_TAG] = f"{lesion.confidence:.4f}"
     tags["Volume_mm3"] = f"{lesion.volume_mm3:.2f}"
     tags["Diameter_mm"] = f"{lesion.equivalent_diameter_mm:.2f}"
     tags["MaxAxialDiameter_mm"] = f"{lesion.max_axial_diameter_mm:.2f}"
@@ -148,7 +153,7 @@ def write_segmentation_nrrd(components: np.ndarray, affine: np.ndarray, lesions:
             f"Segment{i}_Extent": extent,
             f"Segment{i}_LabelValue": str(lesion.index),
             f"Segment{i}_Layer": "0",
-            f"Segment{i}_Tags": _format_tags(_lesion_tags(lesion)),
+            f"Segment{i}_Tags": _format_tags(lesion_tags(lesion)),
         })
     data = components.astype(dtype, copy=False)
     with atomic_path(path) as tmp:

@@ -17,9 +17,10 @@ from typing import Dict, Tuple
 import numpy as np
 from scipy import ndimage
 
+from .brainmetshare import axial_affine
 from .synth_fields import smooth_field
 from .synth_params import SynthParams
-from .volumes import make_affine, read_volume
+from .volumes import read_volume
 
 DATA_FOLDER = Path(__file__).resolve().parent / "data"
 TEMPLATE_FILES = {name: f"mni_icbm152_2009a_{name}_1.5mm.nii.gz" for name in ("gm", "wm", "brain")}
@@ -59,14 +60,6 @@ class Anatomy:
         return np.linalg.norm(self.affine[:3, :3], axis=0)
 
 
-def grid_affine(shape, spacing) -> np.ndarray:
-    """BrainMetShare-like axes: columns right -> left, rows anterior -> posterior, slices upwards,
-    centred on RAS (0, 0, 0) as the BrainMetShare importer places its volumes."""
-    affine = make_affine(spacing, np.diag([-1.0, -1.0, 1.0]))
-    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape, dtype=float) - 1) / 2)
-    return affine
-
-
 @functools.lru_cache(maxsize=4)
 def load_template(sulci_contrast: float, sulci_wavelength_mm: float) -> Template:
     volumes = {name: read_volume(DATA_FOLDER / file) for name, file in TEMPLATE_FILES.items()}
@@ -84,7 +77,7 @@ def load_template(sulci_contrast: float, sulci_wavelength_mm: float) -> Template
 
 
 def _sulci(shape, spacing: float, wavelength_mm: float, depth: np.ndarray) -> np.ndarray:
-    """Thin sheets (zero crossings of band-pass noise) in the outer 15 mm: sulcal CSF."""
+    """Thin sheets (zero crossings of band-pass noise) fading out 12-20 mm deep: sulcal CSF."""
     rng = np.random.default_rng(SULCI_SEED)
     noise = rng.standard_normal(shape).astype(np.float32)
     sigma = wavelength_mm / (4.0 * spacing)
@@ -122,7 +115,7 @@ def build_anatomy(rng: np.random.Generator, params: SynthParams) -> Anatomy:
     template = load_template(params.sulci_contrast, params.sulci_wavelength_mm)
     shape = tuple(int(n) for n in params.shape)
     spacing = np.asarray(params.spacing, dtype=np.float64)
-    affine = grid_affine(shape, spacing)
+    affine = axial_affine(shape, spacing)  # the geometry an imported BrainMetShare case gets
 
     scale = rng.uniform(*params.scale) * (1 + rng.uniform(-1, 1, 3) * params.axis_scale_jitter)
     angles = rng.uniform(-1, 1, 3) * np.asarray(params.max_rotation_deg)

@@ -72,6 +72,8 @@ def render_tubes(shape: Tuple[int, int, int], points: np.ndarray, radii: np.ndar
     ramp = float(np.mean(spacing))
     reach = np.ceil((float(np.max(radii)) + ramp) / spacing).astype(int)
     offsets = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1).reshape(-1, 3)
+    # Points sit within half a voxel of the voxel they are rounded to: farther offsets are empty.
+    offsets = offsets[np.linalg.norm(offsets * spacing, axis=1) <= float(np.max(radii)) + ramp + np.linalg.norm(spacing) / 2]
     voxels = np.round(points).astype(np.int64)[:, None, :] + offsets[None, :, :]
     distance = np.linalg.norm((voxels - points[:, None, :]) * spacing, axis=-1)
     occupancy = thin_profile(distance, np.asarray(radii, dtype=np.float64)[:, None], ramp)

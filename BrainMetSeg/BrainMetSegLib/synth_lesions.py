@@ -74,17 +74,18 @@ class LesionPatch:
 
 def draw_count(rng: np.random.Generator, params: SynthParams, stratum: int) -> int:
     low, high = params.stratum_counts[stratum]
-    if STRATUM_NAMES[stratum] == "10+":
+    if stratum == len(STRATUM_NAMES) - 1:  # the open-ended stratum: a geometric tail, capped
         extra = rng.geometric(1.0 / (1.0 + params.many_lesions_mean_extra)) - 1
         return int(min(low + extra, high))
     return int(rng.integers(low, high + 1))
 
 
 def stratum_of(count: int, params: SynthParams) -> int:
+    """The stratum of a lesion count; counts beyond the last bound belong to the last ("10+")."""
     for index, (low, high) in enumerate(params.stratum_counts):
         if low <= count <= high:
             return index
-    raise ValueError(f"{count} lesions fall in no stratum of {params.stratum_counts}")
+    return len(STRATUM_NAMES) - 1
 
 
 def draw_diameters(rng: np.random.Generator, params: SynthParams, stratum: int, count: int) -> np.ndarray:

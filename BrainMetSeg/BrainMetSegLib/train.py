@@ -57,6 +57,7 @@ from torch import nn
 from .atomic import atomic_write_json
 from .case import Case, case_from_volumes
 from .censor import CensorReport, apply_censoring, lesion_volumes, plan_censoring
+from .censored_copy import REPORT_FILE as CENSORED_COPY_REPORT
 from .checkpoint import load_checkpoint, read_checkpoint_progress, save_checkpoint
 from .dataset import CaseEntry, read_dataset
 from .devices import autocast, device_description, resolve_device
@@ -70,6 +71,7 @@ from .model_folder import WEIGHTS_FILE, load_model_folder, read_model_config, re
 from .network import build_network
 from .predict import predict_probability
 from .roles import ROLES
+from .synth import SYNTH_JSON
 from .train_data import (STREAM_DROPOUT, STREAM_INIT, SliceStore, SliceStoreBuilder, draw_augmentation, draw_batch,
                          seed_for, steps_for_one_pass, storage_device)
 from .train_options import (OPTIONS_FILE, TrainOptions, check_options, differences, read_options_file,
@@ -151,6 +153,14 @@ def status_loss(logits: torch.Tensor, target: torch.Tensor, known_negative: Opti
     partial = chosen.per_voxel(logits, target, known_negative)
     full = complete.per_voxel(logits, target, known_negative)
     return torch.where(bootstrap[:, None, None], partial, full).mean()
+
+
+def check_batch_split(batch_size: int, world: int) -> int:
+    """Frames per process; every process needs an equal part of at least 2 (batch normalisation)."""
+    if batch_size % world or batch_size // world < 2:
+        raise BrainMetSegError(f"batch_size (--batch-size): {batch_size} frames cannot be split into {world} "
+                               "equal parts of at least 2 frames (one part per process under torchrun)")
+    return batch_size // world
 
 
 def _share(numerator: float, denominator: float) -> Optional[float]:
@@ -246,15 +256,15 @@ class _Data:
 
 
 def _synthetic_dataset(root: Path) -> bool:
-    """Whether dataset.json marks the data as synthetic (the synthetic cohort writes
-    "synthetic": true at its top level)."""
-    path = root / "dataset.json"
-    if not path.is_file():
-        return False
+    """Whether the data are the synthetic cohort: `brainmetseg synth` writes synth.json next to
+    dataset.json, and a censored copy (`brainmetseg censor`) names its source in censoring.json."""
+    if (root / SYNTH_JSON).is_file():
+        return True
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("synthetic") is True
+        source = json.loads((root / CENSORED_COPY_REPORT).read_text(encoding="utf-8")).get("source")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return False
+    return isinstance(source, str) and (Path(source) / SYNTH_JSON).is_file()
 
 
 def _censoring_plan(entries: Sequence[CaseEntry], options: TrainOptions) -> Optional[CensorReport]:
@@ -418,9 +428,7 @@ class _Run:
         self.data = _load_data(options, self.device, lambda f, m: self.report(0.02 * f, m))
         if dist.main and self.data.censoring is not None:
             atomic_write_json(self.run / CENSORING_FILE, self.data.censoring.to_json())
-        if options.batch_size % dist.world or options.batch_size // dist.world < 2:
-            raise BrainMetSegError(f"batch_size (--batch-size): {options.batch_size} frames cannot be split into "
-                                   f"{dist.world} equal parts of at least 2 (one per process)")
+        check_batch_split(options.batch_size, dist.world)
         self.steps_per_epoch = options.steps_per_epoch or steps_for_one_pass(self.data.store, options.batch_size)
         self.total = options.epochs * self.steps_per_epoch
         if options.max_steps is not None:
@@ -517,6 +525,9 @@ class _Run:
                 eta = (self.total - done) * elapsed / max(1, done - start_step)
                 if done % options.log_every == 0 or done == self.total:
                     self._log_step(bar, eta, (done - start_step) * options.batch_size / max(elapsed, 1e-9))
+                else:
+                    self.report(0.02 + 0.98 * done / self.total,
+                                f"step {done} of {self.total}, epoch {self._epoch_number()}")
                 if done % self.steps_per_epoch == 0 or done == self.total:
                     self._end_epoch()
                 elif options.checkpoint_every and done % options.checkpoint_every == 0:

@@ -143,7 +143,7 @@ class SliceStore:
     def batch(self, centres: torch.Tensor, augmentation: Optional[Augmentation], device: torch.device,
               slices: int = 5) -> Batch:
         """The frames and targets of `centres` (CPU long tensor) on `device`, augmented."""
-        index = centres.to(self.images.device)
+        index = _to(centres, self.images.device)
         frames = self.frames_at(index, slices).to(device, non_blocking=True)
         target = self._gather(self.labels, index).to(device, non_blocking=True)
         brain = self._gather(self.brain, index).to(device, non_blocking=True)
@@ -155,23 +155,31 @@ class SliceStore:
         return Batch(frames, target, known, brain, bootstrap, centres)
 
 
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on `device`; through pinned memory for a GPU, so the copy neither
+    waits for the GPU's queue nor makes the next step wait for it."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def _augment(frames: torch.Tensor, target: torch.Tensor, brain: torch.Tensor, known: Optional[torch.Tensor],
              augmentation: Augmentation, slices: int):
     """Intensity change per sequence inside the brain, then one gather that translates and flips
     frames and masks together (edge pixels repeated; the frame border is background)."""
     device = frames.device
     count, channels, height, width = frames.shape
-    scale = augmentation.scale.to(device=device, dtype=frames.dtype, non_blocking=True)
-    shift = augmentation.shift.to(device=device, dtype=frames.dtype, non_blocking=True)
+    scale = _to(augmentation.scale, device).to(frames.dtype)
+    shift = _to(augmentation.shift, device).to(frames.dtype)
     by_role = frames.view(count, channels // slices, slices, height, width)
     inside = by_role != 0
     by_role = torch.where(inside, by_role * scale[:, :, None, None, None] + shift[:, :, None, None, None], by_role)
     frames = by_role.view(count, channels, height, width)
 
-    translation = augmentation.translation.to(device, non_blocking=True)
+    translation = _to(augmentation.translation, device)
     rows = (torch.arange(height, device=device)[None, :] - translation[:, :1]).clamp(0, height - 1)
     columns = (torch.arange(width, device=device)[None, :] - translation[:, 1:]).clamp(0, width - 1)
-    flip = augmentation.flip.to(device, non_blocking=True)[:, None]
+    flip = _to(augmentation.flip, device)[:, None]
     columns = torch.where(flip, width - 1 - columns, columns)
     n = torch.arange(count, device=device)[:, None, None]
     r, c = rows[:, :, None], columns[:, None, :]

@@ -192,8 +192,8 @@ def check_options(options: TrainOptions) -> None:
     if not _integer(o.checkpoint_every) or o.checkpoint_every < 0:
         raise _fail("checkpoint_every", f"{o.checkpoint_every!r}; must be 0 (epoch ends only) or a positive integer")
     for name in ("seed", "censor_seed"):
-        if not _integer(getattr(o, name)):
-            raise _fail(name, f"{getattr(o, name)!r}; must be an integer")
+        if not _integer(getattr(o, name)) or getattr(o, name) < 0:
+            raise _fail(name, f"{getattr(o, name)!r}; must be an integer >= 0")
     if not _number(o.lr) or o.lr <= 0:
         raise _fail("lr", f"{o.lr!r}; must be a positive number")
     if not _number(o.weight_decay) or o.weight_decay < 0:

@@ -79,7 +79,7 @@ def check_inputs(inputs: SceneInputs) -> None:
     roles_of: Dict[str, List[str]] = {}
     for role, node in inputs.nodes().items():
         roles_of.setdefault(node.GetID(), []).append(role)
-    for node_id, roles in roles_of.items():
+    for roles in roles_of.values():
         if len(roles) > 1:
             name = inputs.nodes()[roles[0]].GetName()
             raise BrainMetSegError(f"volume '{name}' is selected as {' and '.join(ROLE_TITLES[r] for r in roles)}; "

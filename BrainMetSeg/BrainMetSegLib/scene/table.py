@@ -106,8 +106,8 @@ def save_lesion_table_csv(table_or_lesions, path: PathLike, overwrite: bool = Fa
                           cutoff: Optional[float] = None) -> Path:
     """Write the lesion table (a table node or a list of Lesion) as CSV, atomically.
 
-    With `cutoff`, only lesions whose confidence is at least the cut-off are written: the
-    lesions the user sees. An existing file is refused unless `overwrite` (a save dialog that
+    With `cutoff`, only lesions whose confidence (as the table shows it) is at least the
+    cut-off are written: the lesions the user sees. An existing file is refused unless `overwrite` (a save dialog that
     asked the user passes True)."""
     path = Path(path)
     if path.is_dir():
@@ -118,7 +118,8 @@ def save_lesion_table_csv(table_or_lesions, path: PathLike, overwrite: bool = Fa
         lesions = lesions_from_table(table_or_lesions)
     else:
         lesions = list(table_or_lesions)
-    if cutoff is not None:
-        lesions = [lesion for lesion in lesions if lesion.confidence is not None and lesion.confidence >= cutoff]
+    if cutoff is not None:  # on the confidence as the table shows it, as apply_confidence_cutoff does
+        shown = [row["confidence"] for row in lesion_table(lesions)]
+        lesions = [lesion for lesion, value in zip(lesions, shown) if value is not None and value >= cutoff]
     write_lesion_csv(lesions, path)
     return path

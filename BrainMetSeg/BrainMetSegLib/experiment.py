@@ -1,0 +1,260 @@
+"""The experiment runner: train and evaluate every run of the paper's grids, resumably.
+
+Layout of an experiment folder DIR:
+
+    DIR/experiment.json         the preset and dataset the folder belongs to
+    DIR/runs/<run id>/          one training run (train.py's folder: options.json,
+                                events.jsonl, checkpoint, model/) + evaluation.json
+    DIR/data/<subset>/          Table 3's smaller training cohorts (hard links)
+    DIR/report.md, DIR/results.json, DIR/figures/*.png
+
+A run whose model/ and evaluation.json both exist is finished and skipped, so the same
+command continues an interrupted grid; a run interrupted while training continues from its
+checkpoint (the trainer's resume), one interrupted while being evaluated is only evaluated.
+evaluation.json keeps the per-case evaluations (metrics.CaseEvaluation) and the probability
+histogram of background brain voxels, which is all the report needs: it can be rebuilt
+without a network (`--report-only`).
+
+Evaluation is on the test split, always with the source dataset's labels (never censored),
+on each case's own grid, exactly as `brainmetseg evaluate` scores predictions.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .atomic import atomic_write_json
+from .dataset import CaseEntry, Dataset, read_dataset
+from .errors import BrainMetSegError
+from .events import now_iso
+from .experiment_grid import Row, Run, check_seeds, check_tables, plan_runs
+from .experiment_presets import ExperimentPreset
+from .experiment_subsets import training_subset, write_subset_dataset
+from .metrics import HISTOGRAM_BINS, CaseEvaluation, evaluate_case, summarise
+
+Progress = Callable[[float, str], None]
+
+EXPERIMENT_FILE = "experiment.json"
+EVALUATION_FILE = "evaluation.json"
+RUNS_FOLDER = "runs"
+DATA_FOLDER = "data"
+MODEL_FOLDER = "model"
+EVALUATION_FORMAT = 1
+
+
+@dataclass
+class RunOutcome:
+    run: Run
+    status: str
+    """'finished' (this call trained and/or evaluated it), 'skipped' (already finished),
+    'failed', or 'missing' (not run: report only)."""
+    evaluation: Optional[Dict[str, object]] = None
+    error: Optional[str] = None
+
+
+def run_folder(out: Path, run: Run) -> Path:
+    return Path(out) / RUNS_FOLDER / run.run_id
+
+
+def is_finished(folder: Path) -> bool:
+    return (folder / MODEL_FOLDER / "model.json").is_file() and (folder / EVALUATION_FILE).is_file()
+
+
+def read_evaluation(folder: Path) -> Dict[str, object]:
+    path = folder / EVALUATION_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BrainMetSegError(f"{path}: unreadable evaluation ({error}); delete it to evaluate the run again") from None
+    if not isinstance(document, dict) or document.get("format") != EVALUATION_FORMAT:
+        raise BrainMetSegError(f"{path}: not an evaluation of format {EVALUATION_FORMAT}; delete it to evaluate again")
+    return document
+
+
+def case_evaluations(evaluation: Dict[str, object]) -> List[CaseEvaluation]:
+    return [CaseEvaluation.from_dict(case) for case in evaluation["cases"]]  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------------- set-up
+
+
+def check_dataset(dataset: Dataset) -> None:
+    """The grid needs labelled training cases and labelled test cases to score on."""
+    if not [e for e in dataset.split("train") if e.label_status != "none"]:
+        raise BrainMetSegError(f"{dataset.root}: no labelled training case (split 'train'); the experiment "
+                               "trains on them")
+    if not [e for e in dataset.split("test") if e.label_status != "none"]:
+        raise BrainMetSegError(f"{dataset.root}: no labelled test case (split 'test' in dataset.json); the "
+                               "experiment scores every run on them")
+
+
+def claim_folder(out: Path, preset: ExperimentPreset, dataset: Dataset) -> None:
+    """Write DIR/experiment.json, or check that DIR was started with the same preset and dataset:
+    runs of different schedules or data must never be mixed in one report."""
+    path = Path(out) / EXPERIMENT_FILE
+    claim = {"preset": preset.to_json(), "dataset": str(dataset.root.resolve())}
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BrainMetSegError(f"{path}: unreadable ({error})") from None
+        if existing.get("dataset") != claim["dataset"]:
+            raise BrainMetSegError(f"{path}: this folder holds runs on the dataset {existing.get('dataset')}, not "
+                                   f"{claim['dataset']}; choose another --out")
+        if existing.get("preset") != claim["preset"]:
+            name = (existing.get("preset") or {}).get("name")
+            raise BrainMetSegError(f"{path}: this folder holds runs of preset {name!r} with other settings than "
+                                   f"--preset {preset.name}; choose another --out")
+        return
+    if Path(out).is_dir() and (Path(out) / RUNS_FOLDER).exists():
+        raise BrainMetSegError(f"{out}: holds runs but no {EXPERIMENT_FILE}; not an experiment folder of this "
+                               "version, choose another --out")
+    atomic_write_json(path, claim)
+
+
+def training_dataset(dataset: Dataset, out: Path, row: Row, seed: int) -> Path:
+    """The dataset folder a run trains on: the source, or its seeded subset for Table 3."""
+    if row.fraction >= 1:
+        return dataset.root
+    train_ids = [e.case_id for e in dataset.split("train")]
+    kept = training_subset(train_ids, row.fraction, seed)
+    return write_subset_dataset(dataset, kept, Path(out) / DATA_FOLDER / f"train{row.percent:03d}-s{seed}")
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_model(model: Path, entries: Sequence[CaseEntry], device: str,
+                   progress: Optional[Progress] = None):
+    """Per-case evaluations of the model on `entries`, and the probability histogram of their
+    background brain voxels (Fig. 3's second class; CaseEvaluation keeps the lesion one)."""
+    from .predict import Predictor
+
+    predictor = Predictor(model, device=device)
+    evaluations: List[CaseEvaluation] = []
+    background = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+    for number, entry in enumerate(entries):
+        if progress is not None:
+            progress(number / len(entries), f"evaluating {entry.case_id} ({number + 1} of {len(entries)})")
+        case = entry.load()
+        prediction = predictor.predict(case)
+        evaluations.append(evaluate_case(prediction.probability, case.label, case.affine,
+                                         threshold=predictor.threshold, case_id=case.case_id))
+        outside = case.brain & (case.label == 0)
+        background += np.histogram(prediction.probability[outside], bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+    return evaluations, background
+
+
+def _training_summary(model: Path) -> Dict[str, object]:
+    from .model_folder import read_model_config
+
+    training = read_model_config(model).training
+    keys = ("steps", "epochs", "selected_epoch", "selection", "collapse", "device", "data")
+    return {key: training.get(key) for key in keys}
+
+
+# ---------------------------------------------------------------------------------- one run
+
+
+def execute_run(run: Run, dataset: Dataset, out: Path, preset: ExperimentPreset, device: str,
+                progress: Optional[Progress] = None) -> Dict[str, object]:
+    """Train (or resume) and evaluate one run; returns its evaluation document."""
+    from .train import train
+    from .train_options import OPTIONS_FILE
+
+    folder = run_folder(out, run)
+    started = time.monotonic()
+    trained_now = False
+    model = folder / MODEL_FOLDER
+    if not (folder / OPTIONS_FILE).is_file() or not _training_finished(folder):
+        source = training_dataset(dataset, out, run.row, run.seed)
+        resume = (folder / OPTIONS_FILE).is_file()
+        options = preset.train_options(source, folder, run.row, run.seed, device, resume=resume)
+        model = train(options, progress=progress)
+        trained_now = True
+    train_seconds = time.monotonic() - started if trained_now else None
+    started = time.monotonic()
+    test = [e for e in dataset.split("test") if e.label_status != "none"]
+    evaluations, background = evaluate_model(model, test, device)
+    document: Dict[str, object] = {
+        "format": EVALUATION_FORMAT, "run_id": run.run_id, "row": run.row.to_json(), "seed": run.seed,
+        "model": str(model), "dataset": str(dataset.root.resolve()), "test_cases": [e.case_id for e in test],
+        "summary": summarise(evaluations), "training": _training_summary(model),
+        "background_histogram": [int(v) for v in background],
+        "seconds": {"train": train_seconds, "evaluate": time.monotonic() - started},
+        "evaluated": now_iso(), "cases": [e.to_dict() for e in evaluations],
+    }
+    atomic_write_json(folder / EVALUATION_FILE, document)
+    return document
+
+
+def _training_finished(folder: Path) -> bool:
+    from .checkpoint import read_checkpoint_progress
+
+    progress = read_checkpoint_progress(folder)
+    return bool(progress and progress.get("finished")) and (folder / MODEL_FOLDER / "model.json").is_file()
+
+
+# ---------------------------------------------------------------------------------- the grid
+
+
+def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Optional[Sequence[int]] = None,
+             tables: Optional[Sequence[int]] = None, device: str = "auto", report_only: bool = False,
+             log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+             progress: Optional[Progress] = None) -> List[RunOutcome]:
+    """Every run of `tables` with `seeds` (default: the preset's): skipped when finished,
+    trained and evaluated otherwise (nothing is trained with `report_only`). A failing run is
+    reported and the grid goes on; TrainingStopped (Ctrl-C, SIGTERM) stops the grid."""
+    from .train import TrainingStopped
+
+    seeds = check_seeds(list(preset.seeds) if seeds is None else list(seeds))
+    tables = check_tables(tables)
+    dataset = read_dataset(dataset_path)
+    check_dataset(dataset)
+    out = Path(out)
+    if report_only and not (out / EXPERIMENT_FILE).is_file():
+        raise BrainMetSegError(f"{out}: no {EXPERIMENT_FILE}; nothing to report (run without --report-only first)")
+    claim_folder(out, preset, dataset)
+    runs = plan_runs(tables, seeds)
+    outcomes: List[RunOutcome] = []
+    for number, run in enumerate(runs):
+        folder = run_folder(out, run)
+        where = f"[{number + 1}/{len(runs)}] {run.run_id}"
+        if is_finished(folder):
+            outcomes.append(RunOutcome(run, "skipped", read_evaluation(folder)))
+            continue
+        if report_only:
+            outcomes.append(RunOutcome(run, "missing"))
+            continue
+        log(f"{where}: training and evaluating")
+
+        def run_progress(fraction: float, message: str, number: int = number) -> None:
+            if progress is not None:
+                progress((number + fraction) / len(runs), f"{run.run_id}: {message}")
+
+        try:
+            evaluation = execute_run(run, dataset, out, preset, device, run_progress)
+        except TrainingStopped:
+            raise
+        except Exception as error:  # one failed run must not cost the rest of an hour-long grid
+            message = str(error) or type(error).__name__
+            log(f"{where}: FAILED: {message}")
+            if not isinstance(error, BrainMetSegError):
+                log(traceback.format_exc())
+            outcomes.append(RunOutcome(run, "failed", error=message))
+            continue
+        summary = evaluation["summary"]
+        log(f"{where}: AP {_number(summary['ap'])}, max sensitivity {_number(summary['max_sensitivity'])}")
+        outcomes.append(RunOutcome(run, "finished", evaluation))
+    return outcomes
+
+
+def _number(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
