@@ -7,9 +7,13 @@ other dependencies may be installed, and the module must still load to offer ins
 A run never freezes the GUI: the voxels are copied out of the scene on the main thread, the
 library's `compute` runs in a worker thread that only records progress in a shared object, a
 timer on the main thread shows that progress, and the results are written to the scene on the
-main thread (`write_to_scene`), all at once. A thread rather than a subprocess: the network is
-torch code that releases the interpreter lock while it computes, and the inputs and the result
-(a few volumes) then never pass through files.
+main thread (`write_to_scene`), all at once. Slicer's main thread keeps Python's interpreter
+lock while it waits in the Qt event loop, so the timer also sleeps briefly on every tick to let
+the worker run (the pattern of Slicer's SimpleFilters). A thread rather than a subprocess: the
+inputs and results (a few volumes) never pass through files, the model stays loaded between
+studies, and torch computes with the lock released. The price is that a long library call that
+holds the lock (a large resampling) delays the panel's Python until it returns; the views keep
+drawing meanwhile.
 """
 import html
 import importlib
@@ -60,7 +64,10 @@ PYTHON_REQUIREMENTS = {
 """Import name -> pip requirement: pyproject.toml's dependencies other than torch/torchvision
 (installed through the PyTorch extension) and numpy/SimpleITK (part of Slicer)."""
 
-POLL_INTERVAL_MS = 100
+POLL_INTERVAL_MS = 40
+WORKER_SLICE_S = 0.025
+"""Each timer tick sleeps this long, handing Python's interpreter lock to the worker thread;
+the rest of the tick (and the time between ticks) is the GUI's."""
 AUTO_FILL_DELAY_MS = 300
 """Wait after a node is added before guessing the inputs: a volume or a DICOM series is added
 in several steps, and its name is final only after them."""
@@ -451,6 +458,7 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if run is None:
             self._runTimer.stop()
             return
+        time.sleep(WORKER_SLICE_S)  # let the worker thread run (see the module docstring)
         fraction, messages, done = run.poll()
         for message in messages:
             self._log(message)
@@ -520,13 +528,20 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.applyCutoff(self._parameterNode, value)
 
     def onLesionSelectionChanged(self):
+        """Centre the slice views on the selected lesion, found by its id (the view may be sorted)."""
+        from BrainMetSegLib.lesions import TABLE_COLUMNS
+
         view = self.ui.lesionTableView
         table = view.mrmlTableNode()
         indexes = view.selectionModel().selectedIndexes() if view.selectionModel() else []
         if table is None or not indexes:
             return
-        row = view.tableModel().mrmlTableRowIndex(view.sortFilterProxyModel().mapToSource(indexes[0]))
-        self.logic.centreOnLesion(table, row)
+        text = view.model().data(indexes[0].sibling(indexes[0].row(), TABLE_COLUMNS.index("id")))
+        try:
+            lesionId = int(text)
+        except (TypeError, ValueError):
+            return  # not a lesion row (a header row)
+        self.logic.centreOnLesion(table, lesionId)
 
     def onSaveTableButton(self):
         from BrainMetSegLib.errors import BrainMetSegError
@@ -793,10 +808,15 @@ class BrainMetSegLogic(ScriptedLoadableModuleLogic):
         return shown, len(lesions)
 
     @staticmethod
-    def centreOnLesion(table, row):
-        from BrainMetSegLib.scene.table import centre_slice_views, lesion_ras
+    def centreOnLesion(table, lesionId):
+        """Centre the slice views on the centroid of the lesion numbered `lesionId`; False if there is none."""
+        from BrainMetSegLib.scene.table import centre_slice_views, lesions_from_table
 
-        centre_slice_views(lesion_ras(table, row))
+        lesion = next((lesion for lesion in lesions_from_table(table) if lesion.index == lesionId), None)
+        if lesion is None:
+            return False
+        centre_slice_views(lesion.centroid_ras)
+        return True
 
     @staticmethod
     def saveTable(parameterNode, path, overwrite=False):
@@ -824,6 +844,7 @@ class BrainMetSegTest(ScriptedLoadableModuleTest):
     def runTest(self):
         import tempfile
 
+        self.assertTrue(installPythonDependencies(), "the library's Python packages are needed")
         with tempfile.TemporaryDirectory(prefix="BrainMetSegTest-") as folder:
             self.workFolder = folder
             self.setUp()
@@ -949,7 +970,12 @@ class BrainMetSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(BrainMetSegLogic.shownLesions(outputs.table, cutoff), (shown, count))
         self.assertEqual(apply_confidence_cutoff(outputs.segmentation, 0.0), count)
         # the table centres the views on a lesion, and saves as CSV
-        BrainMetSegLogic.centreOnLesion(outputs.table, 0)
+        first = outputs.lesions[0]
+        self.assertTrue(BrainMetSegLogic.centreOnLesion(outputs.table, first.index))
+        sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+        centre = [sliceNode.GetSliceToRAS().GetElement(axis, 3) for axis in range(3)]
+        for got, expected in zip(centre, first.centroid_ras):
+            self.assertAlmostEqual(got, expected, delta=2.5)
         path, written = BrainMetSegLogic.saveTable(parameterNode, os.path.join(self.workFolder, "lesions.csv"))
         with open(path, encoding="utf-8") as file:
             self.assertEqual(len(file.read().strip().splitlines()), 1 + written)

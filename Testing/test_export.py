@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import slicer
-import vtk
 
 from BrainMetSegLib.dataset import read_dataset, write_dataset_json
 from BrainMetSegLib.errors import BrainMetSegError

@@ -3,10 +3,9 @@ followed to the end, stopped mid-way, resumed, rediscovered and handed off to th
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psutil

@@ -2,6 +2,7 @@
 on arrays, through a real model folder and dataset.json, and in a real MRML scene."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -102,7 +103,7 @@ def test_review_refusals_name_the_reason():
     with pytest.raises(BrainMetSegError, match="rejected: .*expected a list of \\[R, A, S\\]"):
         missed_lesions(components, lesions, DRAWN, CASE_AFFINE, rejected_ras=[[1.0, 2.0]])
     with pytest.raises(BrainMetSegError, match="lesion 9: not in the prediction's component map"):
-        accept(DRAWN, components, lesions[0].__class__(**dict(vars(lesions[0]), index=9)))
+        accept(DRAWN, components, dataclasses.replace(lesions[0], index=9))
 
 
 # ---------------------------------------------------------------------------------- dataset.json

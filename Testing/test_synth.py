@@ -230,9 +230,12 @@ def test_refuses_no_cases_and_no_lesions():
         synthesize_case(0, tiny_params(), n_lesions=0)
 
 
-def test_refuses_an_unknown_preset():
+def test_refuses_an_unknown_preset(tmp_path: Path):
     with pytest.raises(BrainMetSegError, match=r"synthetic preset 'huge': unknown; expected one of default, small"):
         preset("huge")
+    with pytest.raises(BrainMetSegError, match=r"synthetic preset 'huge': unknown"):
+        write_cohort(tmp_path / "cohort", 1, seed=0, preset_name="huge")
+    assert not (tmp_path / "cohort").exists()
 
 
 @pytest.mark.parametrize("change, message", [

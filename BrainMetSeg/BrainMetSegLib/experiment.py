@@ -207,11 +207,13 @@ def _training_finished(folder: Path) -> bool:
 
 def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Optional[Sequence[int]] = None,
              tables: Optional[Sequence[int]] = None, device: str = "auto", report_only: bool = False,
+             runs: Optional[Sequence[Run]] = None,
              log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
              progress: Optional[Progress] = None) -> List[RunOutcome]:
-    """Every run of `tables` with `seeds` (default: the preset's): skipped when finished,
-    trained and evaluated otherwise (nothing is trained with `report_only`). A failing run is
-    reported and the grid goes on; TrainingStopped (Ctrl-C, SIGTERM) stops the grid."""
+    """Every run of `tables` with `seeds` (default: the preset's), or just `runs` when given:
+    skipped when finished, trained and evaluated otherwise (nothing is trained with
+    `report_only`). A failing run is reported and the grid goes on; TrainingStopped (Ctrl-C,
+    SIGTERM) stops the grid."""
     from .train import TrainingStopped
 
     seeds = check_seeds(list(preset.seeds) if seeds is None else list(seeds))
@@ -222,7 +224,7 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
     if report_only and not (out / EXPERIMENT_FILE).is_file():
         raise BrainMetSegError(f"{out}: no {EXPERIMENT_FILE}; nothing to report (run without --report-only first)")
     claim_folder(out, preset, dataset)
-    runs = plan_runs(tables, seeds)
+    runs = plan_runs(tables, seeds) if runs is None else list(runs)
     outcomes: List[RunOutcome] = []
     for number, run in enumerate(runs):
         folder = run_folder(out, run)

@@ -9,14 +9,15 @@ of the 5 key rows: 27 runs) finishes in about an hour on 2 CPU cores on the synt
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .errors import BrainMetSegError
 from .experiment_grid import Row
 from .synth_params import PRESETS as SYNTH_PRESETS
-from .train_options import TrainOptions
+from .train_options import TrainOptions, check_options
 
 _SMALL_COHORT = SYNTH_PRESETS["small"]
 
@@ -53,7 +54,7 @@ class ExperimentPreset:
             dataset=Path(dataset), out=Path(out), loss=row.loss, alpha=row.alpha, beta=row.beta,
             uniform_loss=True, backbone=self.backbone, epochs=self.epochs,
             steps_per_epoch=self.steps_per_epoch, batch_size=self.batch_size, lr=self.lr,
-            censor_mode=row.censor, censor_rate=row.censor_rate if row.censor != "none" else 0.5,
+            censor_mode=row.censor, censor_rate=row.censor_rate,
             censor_seed=seed, seed=seed, in_plane_size=self.in_plane_size,
             pixel_spacing=self.pixel_spacing_mm, slice_spacing=self.slice_spacing_mm,
             device=device, resume=resume)
@@ -72,13 +73,54 @@ PRESETS: Dict[str, ExperimentPreset] = {
     "small": ExperimentPreset(
         name="small", backbone="mobilenet_v3_large", in_plane_size=96,
         pixel_spacing_mm=float(_SMALL_COHORT.spacing[0]), slice_spacing_mm=float(_SMALL_COHORT.spacing[2]),
-        epochs=3, steps_per_epoch=40, batch_size=8, lr=2e-3, seeds=(0, 1, 2), cases=40,
+        epochs=3, steps_per_epoch=50, batch_size=8, lr=1e-3, seeds=(0, 1, 2), cases=40,
         synthetic_preset="small"),
 }
 
 
 def preset(name: str) -> ExperimentPreset:
-    try:
+    """A built-in preset by name, or one read from a JSON file holding every field (a
+    schedule of one's own: another GPU, another cohort size)."""
+    if name in PRESETS:
         return PRESETS[name]
-    except KeyError:
-        raise BrainMetSegError(f"--preset {name!r}: unknown; expected one of {', '.join(PRESETS)}") from None
+    path = Path(name).expanduser()
+    if path.suffix.lower() != ".json":
+        raise BrainMetSegError(f"--preset {name!r}: unknown; expected one of {', '.join(PRESETS)} "
+                               "or a preset .json file")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BrainMetSegError(f"--preset {path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BrainMetSegError(f"--preset {path}: unreadable ({error})") from None
+    return preset_from_json(document, str(path))
+
+
+def preset_from_json(document: Any, source: str) -> ExperimentPreset:
+    """Check a preset document field by field, naming the file and the field."""
+    names = [field.name for field in dataclasses.fields(ExperimentPreset)]
+    if not isinstance(document, dict):
+        raise BrainMetSegError(f"{source}: expected a JSON object with the fields {', '.join(names)}")
+    missing = [name for name in names if name not in document]
+    unknown = sorted(set(document) - set(names))
+    if missing or unknown:
+        raise BrainMetSegError(f"{source}: " + "; ".join(
+            ([f"missing field(s) {', '.join(missing)}"] if missing else [])
+            + ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])))
+    seeds = document["seeds"]
+    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                                                        for s in seeds):
+        raise BrainMetSegError(f"{source}: seeds {seeds!r}; expected a list of integers >= 0")
+    for name in ("name", "synthetic_preset"):
+        if not isinstance(document[name], str) or not document[name]:
+            raise BrainMetSegError(f"{source}: {name} {document[name]!r}; expected a non-empty string")
+    if not isinstance(document["cases"], int) or isinstance(document["cases"], bool) or document["cases"] < 1:
+        raise BrainMetSegError(f"{source}: cases {document['cases']!r}; expected a positive integer")
+    values = dict(document, seeds=tuple(seeds))
+    result = ExperimentPreset(**values)
+    options = result.train_options(Path("dataset"), Path("run"), Row("none", 3.0, 1.0), seeds[0], "cpu")
+    try:
+        check_options(options)
+    except BrainMetSegError as error:
+        raise BrainMetSegError(f"{source}: {error}") from None
+    return result

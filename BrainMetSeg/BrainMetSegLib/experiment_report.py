@@ -325,9 +325,10 @@ def _run_list(outcomes: Sequence[RunOutcome]) -> List[str]:
         seconds = (o.evaluation or {}).get("seconds") or {}
         notes = o.error or "; ".join(training.get("collapse") or []) or ""
         status = "finished earlier" if o.status == "skipped" else o.status
-        train_s = seconds.get("train")
+        train_s, evaluate_s = (seconds.get(key) for key in ("train", "evaluate"))
+        train_text = "–" if train_s is None else f"{train_s:.0f}"
+        evaluate_text = "–" if evaluate_s is None else f"{evaluate_s:.0f}"
         lines.append(f"| `{o.run.run_id}` | {status} | {training.get('steps', '–')} | "
-                     f"{training.get('selected_epoch', '–')} | {'–' if train_s is None else f'{train_s:.0f}'} | "
-                     f"{'–' if seconds.get('evaluate') is None else f'{seconds['evaluate']:.0f}'} | "
+                     f"{training.get('selected_epoch', '–')} | {train_text} | {evaluate_text} | "
                      f"{notes.replace('|', '/')} |")
     return lines

@@ -91,9 +91,7 @@ def render_case_png(case_or_volumes: Union[Case, Mapping[str, Volume]], path: Pa
                     slice_index: Optional[int] = None, title: Optional[str] = None) -> Path:
     """Write a PNG: the four sequences on one axial slice (top) and the same with the label
     outlined in red (bottom). `slice_index` counts axial slices from the inferior end."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # headless, never pyplot's global state
     from matplotlib.figure import Figure
 
     images, label = _as_arrays(case_or_volumes)
@@ -104,6 +102,7 @@ def render_case_png(case_or_volumes: Union[Case, Mapping[str, Volume]], path: Pa
     window = _brain_window(images["bravo"])
     rows = 2 if label is not None else 1
     figure = Figure(figsize=(4 * len(ROLES), 4.3 * rows), facecolor="black")
+    FigureCanvasAgg(figure)
     for column, role in enumerate(ROLES):
         volume = images[role].astype(np.float32)
         brain = volume[volume > 0]

@@ -10,7 +10,6 @@ is still alive after a grace period is killed. On Windows terminate is already a
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -27,7 +27,7 @@ from .roles import ROLES
 from .synth_anatomy import build_anatomy
 from .synth_contrast import compose, draw_contrast
 from .synth_lesions import draw_count, draw_diameters, place_lesions, render_lesions, stratum_of
-from .synth_params import PRESETS, STRATUM_NAMES, SynthParams, validate
+from .synth_params import PRESETS, STRATUM_NAMES, SynthParams, preset, validate
 from .synth_vessels import build_confounders
 from .volumes import Volume, apply_affine
 
@@ -147,7 +147,7 @@ def write_cohort(out: PathLike, cases: int, seed: int, params: Optional[SynthPar
     """Generate a cohort into `out` (dataset layout + dataset.json + synth.json)."""
     from tqdm import tqdm
 
-    params = validate(params if params is not None else PRESETS[preset_name])
+    params = validate(params if params is not None else preset(preset_name))
     out = Path(out)
     plans = plan_cohort(cases, seed, params)
     if out.exists() and not out.is_dir():

@@ -74,8 +74,8 @@ from .roles import ROLES
 from .synth import SYNTH_JSON
 from .train_data import (STREAM_DROPOUT, STREAM_INIT, SliceStore, SliceStoreBuilder, draw_augmentation, draw_batch,
                          seed_for, steps_for_one_pass, storage_device)
-from .train_options import (OPTIONS_FILE, TrainOptions, check_options, differences, read_options_file,
-                            resolve_options)
+from .train_options import (OPTIONS_FILE, RUNTIME_ONLY, TrainOptions, check_options, check_run_folder,
+                            read_options_file, resolve_options)
 from .volumes import read_volume
 
 Progress = Callable[[float, str], None]
@@ -368,19 +368,12 @@ class _Run:
         """Check the run folder (every process, before any writes), then let rank 0 set it up."""
         given, run = self.given, self.run
         init_config = None
+        check_run_folder(given)
         if given.resume:
-            stored_given, stored = read_options_file(run)
-            changed = differences(stored_given, given)
-            if changed:
-                raise BrainMetSegError(f"{run}: --resume with options that differ from the run's "
-                                       f"{OPTIONS_FILE}: " + "; ".join(changed))
-            resolved = dataclasses.replace(stored, **{name: getattr(given, name)
-                                                      for name in ("resume", "device", "workers")})
+            _, stored = read_options_file(run)
+            resolved = dataclasses.replace(stored, **{name: getattr(given, name) for name in RUNTIME_ONLY})
             previous = read_checkpoint_progress(run)
         else:
-            if run.exists() and (not run.is_dir() or any(run.iterdir())):
-                raise BrainMetSegError(f"{run}: already exists; pass --resume to continue the run in it, "
-                                       "or choose another --out")
             if given.init_model is not None:
                 init_config = read_model_config(resolve_model(given.init_model))
             resolved = resolve_options(given, self.device.type, init_config)

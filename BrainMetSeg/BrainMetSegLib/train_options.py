@@ -255,3 +255,18 @@ def resolve_options(options: TrainOptions, device_type: str, init_config: Any = 
     if values["model_name"] is None:
         values["model_name"] = Path(values["out"]).name or "model"
     return TrainOptions(**values)
+
+
+def check_run_folder(options: TrainOptions) -> None:
+    """Refuse, before anything is read or written, a run folder that holds another run (unless
+    resuming) or a resume whose options differ from the run's. `options` as normalised()."""
+    run = Path(options.out)
+    if options.resume:
+        stored_given, _ = read_options_file(run)
+        changed = differences(stored_given, options)
+        if changed:
+            raise BrainMetSegError(f"{run}: --resume with options that differ from the run's {OPTIONS_FILE}: "
+                                   + "; ".join(changed))
+    elif run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise BrainMetSegError(f"{run}: already exists; pass --resume to continue the run in it, or choose "
+                               "another --out")

@@ -15,4 +15,5 @@ COMMAND_MODULES = (
     "censor",
     "train",
     "synth",
+    "experiment",
 )

@@ -39,10 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import TrainingStopped, train
-    from ..train_options import TrainOptions
+    from ..train_options import TrainOptions, check_options, check_run_folder
 
     options = TrainOptions(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainOptions)})
+    check_options(options)  # refusals before torch is imported: answers in a second, not after 10
+    check_run_folder(options.normalised())
+    from ..train import TrainingStopped, train
+
     try:
         folder = train(options)
     except TrainingStopped as stopped:

@@ -1,0 +1,75 @@
+"""`brainmetseg experiment`: train and evaluate the paper's Tables 1-3 on a dataset, resumably."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+NAME = "experiment"
+HELP = ("Reproduce the paper's experiments (Tables 1-3, Figures 3 and 5) on a dataset with train/val/test "
+        "splits: train every row, evaluate on the test split, write DIR/report.md and DIR/results.json. "
+        "Finished runs are skipped, so rerunning the command continues an interrupted grid.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..experiment_presets import PRESETS
+
+    parser.add_argument("--dataset", required=True, type=Path, metavar="D",
+                        help="dataset folder with dataset.json (train, val and test splits)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="experiment folder (created)")
+    parser.add_argument("--preset", required=True, metavar="NAME|FILE",
+                        help="training schedule: 'small' (MobileNetV3, small frames; about an hour for the "
+                             "whole grid on 2 CPU cores with the synthetic --small cohort), 'paper' (ResNet-50, "
+                             "256x256 at 0.94 mm, 10 epochs; for a GPU), or a .json file with every field of "
+                             f"a preset ({', '.join(sorted(PRESETS))} are documented in "
+                             "docs/dev/readme-experiments.md)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                        help="seeds of the key rows (full CE, censored CE, censored lopsided 3/0.1, both "
+                             "censoring modes); other rows use the first (default: the preset's)")
+    parser.add_argument("--tables", type=int, nargs="+", choices=(1, 2, 3), metavar="T",
+                        help="tables to run, of 1 2 3 (default: all)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rebuild report.md, results.json and the figures from the finished runs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..dataset import read_dataset
+    from ..devices import resolve_device
+    from ..experiment import run_grid
+    from ..experiment_grid import check_seeds, check_tables
+    from ..experiment_presets import preset as find_preset
+    from ..experiment_report import write_report
+    from ..train import TrainingStopped
+
+    preset = find_preset(args.preset)
+    seeds = check_seeds(list(preset.seeds) if args.seeds is None else args.seeds)
+    tables = check_tables(args.tables)
+    if not args.report_only:
+        resolve_device(args.device)  # an unusable device is refused before the first run
+    command = grid_command(args, seeds, tables)
+    try:
+        outcomes = run_grid(args.dataset, args.out, preset, seeds, tables, args.device, args.report_only)
+    except TrainingStopped as stopped:
+        print(f"stopped: {stopped}\nrerun the same command to continue the grid", file=sys.stderr)
+        return 130
+    report = write_report(args.out, preset, read_dataset(args.dataset), tables, seeds, outcomes, command)
+    failed = [o for o in outcomes if o.status == "failed"]
+    missing = [o for o in outcomes if o.status == "missing"]
+    print(f"report written to {report}")
+    if missing:
+        print(f"{len(missing)} run(s) not finished yet; rerun without --report-only to train them", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} run(s) failed: " + ", ".join(o.run.run_id for o in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def grid_command(args: argparse.Namespace, seeds, tables) -> str:
+    """The command line that trains this grid (shown in the report; --report-only left out)."""
+    parts = ["brainmetseg", "experiment", "--dataset", str(args.dataset), "--out", str(args.out),
+             "--preset", args.preset, "--seeds", *map(str, seeds), "--tables", *map(str, tables)]
+    if args.device != "auto":
+        parts += ["--device", args.device]
+    return " ".join(shlex.quote(p) for p in parts)
