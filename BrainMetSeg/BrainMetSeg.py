@@ -228,7 +228,9 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         settings = qt.QSettings()
         device = settings.value(DEVICE_SETTING, DEVICES[0])
+        wasBlocked = self.ui.deviceComboBox.blockSignals(True)
         self.ui.deviceComboBox.currentIndex = DEVICES.index(device) if device in DEVICES else 0
+        self.ui.deviceComboBox.blockSignals(wasBlocked)
         wasBlocked = self.ui.modelsDirectoryPathLineEdit.blockSignals(True)
         self.ui.modelsDirectoryPathLineEdit.currentPath = modelsDirectory()
         self.ui.modelsDirectoryPathLineEdit.blockSignals(wasBlocked)
@@ -491,7 +493,9 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._log(_("The BRAVO volume was removed during the run: nothing was added to the scene."))
             return
         try:
-            outputs = self.logic.writeResults(self._parameterNode, run.prediction, reference, run.operatingPoint)
+            # the module's parameter node, also when the panel is hidden (exit() lets go of it)
+            outputs = self.logic.writeResults(self.logic.getParameterNode(), run.prediction, reference,
+                                              run.operatingPoint)
         except Exception as error:
             self._log(traceback.format_exc())
             slicer.util.errorDisplay(_("Adding the results to the scene failed: {error}").format(error=error))
@@ -997,7 +1001,7 @@ class BrainMetSegTest(ScriptedLoadableModuleTest):
         reach the panel; Cancel pressed during a run leaves the scene as it was."""
         model = self._tinyModel()
         settings = qt.QSettings()
-        previousFolder = settings.value(MODELS_DIRECTORY_SETTING, "")
+        previous = {key: settings.value(key) for key in (MODELS_DIRECTORY_SETTING, MODEL_SETTING, DEVICE_SETTING)}
         slicer.util.selectModule("BrainMetSeg")
         widget = slicer.modules.brainmetseg.widgetRepresentation().self()
         try:
@@ -1032,12 +1036,21 @@ class BrainMetSegTest(ScriptedLoadableModuleTest):
             self.assertEqual(widget.ui.applyButton.text, "Apply")
             self.assertIsNotNone(widget._parameterNode.segmentation)
             self.assertEqual(widget.ui.progressBar.value, 100)
-            self.assertIs(widget.ui.lesionTableView.mrmlTableNode(), widget._parameterNode.lesionTable)
+            self.assertEqual(widget.ui.lesionTableView.mrmlTableNode().GetID(),
+                             widget._parameterNode.lesionTable.GetID())
             widget.ui.cutoffSliderWidget.value = 1.0
             self.assertAlmostEqual(widget._parameterNode.cutoff, 1.0)
         finally:
-            settings.setValue(MODELS_DIRECTORY_SETTING, previousFolder)
+            # the user's settings as they were (an unset models folder stays unset: it follows the default)
+            for key, value in previous.items():
+                if value is None:
+                    settings.remove(key)
+                else:
+                    settings.setValue(key, value)
+            wasBlocked = widget.ui.modelsDirectoryPathLineEdit.blockSignals(True)
             widget.ui.modelsDirectoryPathLineEdit.currentPath = modelsDirectory()
+            widget.ui.modelsDirectoryPathLineEdit.blockSignals(wasBlocked)
+            widget.refreshModels()
 
     def _waitForRun(self, widget, timeout=300):
         deadline = time.monotonic() + timeout

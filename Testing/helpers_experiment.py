@@ -11,6 +11,7 @@ import numpy as np
 from BrainMetSegLib.dataset import CaseEntry, write_case, write_dataset_json
 from BrainMetSegLib.experiment_presets import ExperimentPreset
 from BrainMetSegLib.roles import ROLES
+from BrainMetSegLib.synth import SYNTH_JSON
 from BrainMetSegLib.volumes import Volume, make_affine
 
 SHAPE = (24, 24, 16)
@@ -42,7 +43,8 @@ def _ball(centre: Sequence[int], radius: float) -> np.ndarray:
 
 def write_experiment_dataset(root: Path, cases: Dict[str, Tuple[str, Sequence[Tuple[int, int, int]]]] = CASES,
                              with_json: bool = True) -> Path:
-    """Four sequences (an ellipsoid 'brain', noise, bright lesions) and the lesion label per case."""
+    """Four sequences (an ellipsoid 'brain', noise, bright lesions) and the lesion label per case,
+    and a synth.json: the data are synthetic, and the trainer and the report must say so."""
     grid = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) / (n / 2) for n in SHAPE], indexing="ij")
     brain = sum(g ** 2 for g in grid) < 0.85
     affine = make_affine(SPACING)
@@ -59,6 +61,7 @@ def write_experiment_dataset(root: Path, cases: Dict[str, Tuple[str, Sequence[Tu
         entries.append(CaseEntry(case_id, folder, split))
     if with_json:
         write_dataset_json(root, entries)
+    (root / SYNTH_JSON).write_text(json.dumps({"format": 1, "generator": "Testing/helpers_experiment.py"}))
     return root
 
 

@@ -27,6 +27,7 @@ from BrainMetSegLib.network import build_network
 from BrainMetSegLib.train import (COLLAPSE_MAX_SHARE, LR_FLOOR, bootstrap_steps, collapse_message, learning_rate,
                                   status_loss)
 from BrainMetSegLib.train_data import Augmentation, SliceStoreBuilder, draw_batch
+from BrainMetSegLib.train_options import RUN_FILES
 from helpers_train import CASE_IDS, SPACING_MM, TRAIN_ARGS, case_volumes, write_tiny_dataset
 
 RUN_ARGS = TRAIN_ARGS + ["--epochs", "2", "--steps-per-epoch", "5", "--checkpoint-every", "2", "--log-every", "1",
@@ -35,6 +36,15 @@ RUN_ARGS = TRAIN_ARGS + ["--epochs", "2", "--steps-per-epoch", "5", "--checkpoin
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 """One thread per process: the test machine's cores are shared, and oversubscribed threads
 make every step many times slower."""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process training on one thread too (see ENV); restored for the other test modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------------- pieces
@@ -231,6 +241,7 @@ def test_events_of_a_run_are_well_formed(uninterrupted):
     assert events[0]["options"]["loss"] == "lopsided" and events[0]["resumed_from"] is None
     assert events[-1]["model"] == str(run / "model")
     assert f"model: {run / 'model'}" in result.stdout
+    assert {path.name for path in run.iterdir()} <= set(RUN_FILES)
 
 
 def test_the_model_folder_loads_and_records_how_it_was_made(uninterrupted):
@@ -299,6 +310,21 @@ def test_refuses_to_start_in_an_existing_run_without_resume(uninterrupted, datas
     assert result.returncode == 2
     assert f"error: {run}: already exists; pass --resume to continue the run in it" in result.stderr
     assert (run / "events.jsonl").read_text() == before
+
+
+def test_a_folder_with_a_launchers_files_only_is_not_a_run(tmp_path):
+    from BrainMetSegLib.errors import BrainMetSegError
+    from BrainMetSegLib.train_options import TrainOptions, check_run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.txt").write_text("launched\n")
+    (run / "job.json").write_text("{}")
+    options = TrainOptions(dataset=tmp_path, out=run).normalised()
+    check_run_folder(options)
+    (run / "events.jsonl").write_text("")
+    with pytest.raises(BrainMetSegError, match=f"{run}: already exists; pass --resume"):
+        check_run_folder(options)
 
 
 def test_refuses_to_resume_a_folder_that_is_not_a_run(dataset, tmp_path):
@@ -421,3 +447,39 @@ def test_on_the_fly_censoring_trains_on_the_labels_of_the_censored_copy(tmp_path
     assert training["data"]["train_label_status"] == {"partial": 3, "complete": 0}
     assert training["censoring"]["mode"] == "size" and training["censoring"]["removed"] == copy_report.removed
     assert training["selection"] == "best validation AP on the 1 val case(s) with censored labels (no complete-label val case)"
+
+
+def test_without_validation_cases_the_last_epoch_is_kept_and_the_summary_says_so(tmp_path):
+    from BrainMetSegLib.train import train
+    from BrainMetSegLib.train_options import TrainOptions
+
+    dataset = write_tiny_dataset(tmp_path / "data", statuses=["complete", "partial", "complete", "none"])
+    options = TrainOptions(dataset=dataset, out=tmp_path / "run", device="cpu", in_plane_size=32, pixel_spacing=2.0,
+                           slice_spacing=2.0, batch_size=2, epochs=2, steps_per_epoch=1, workers=1, uniform_loss=True,
+                           model_name="no-validation")
+    _, config = load_model_folder(train(options))
+    training = config.training
+    assert training["selection"] == "no labelled validation case: the last epoch is kept"
+    assert training["selected_epoch"] == 2 and training["validation"] is None
+    assert training["loss_by_label_status"] == "lopsided on every case"
+    assert training["data"]["unlabelled_cases_skipped"] == ["Mets_004"]
+    assert config.operating_point == config.probability_threshold == 0.1 and config.name == "no-validation"
+    epochs = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["event"] == "epoch"]
+    assert [e["selected"] for e in epochs] == [True, True] and "validation" not in epochs[0]
+
+
+def test_fine_tuning_starts_from_the_given_model(uninterrupted, dataset, tmp_path):
+    from BrainMetSegLib.train import train
+    from BrainMetSegLib.train_options import TrainOptions
+
+    source = uninterrupted[0] / "model"
+    options = TrainOptions(dataset=dataset, out=tmp_path / "tuned", device="cpu", batch_size=2, epochs=1,
+                           steps_per_epoch=1, workers=1, lr=1e-12, init_model=str(source))
+    tuned, config = load_model_folder(train(options))
+    original, original_config = load_model_folder(source)
+    assert (config.backbone, config.in_plane_size, config.pixel_spacing_mm) == (
+        original_config.backbone, original_config.in_plane_size, original_config.pixel_spacing_mm)
+    assert config.training["init_model"] == str(source)
+    originals = dict(original.named_parameters())
+    for name, parameter in tuned.named_parameters():  # one step of a vanishing learning rate
+        assert torch.allclose(parameter, originals[name], atol=1e-6), name

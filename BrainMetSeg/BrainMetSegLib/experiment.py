@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,6 +47,10 @@ RUNS_FOLDER = "runs"
 DATA_FOLDER = "data"
 MODEL_FOLDER = "model"
 EVALUATION_FORMAT = 1
+
+
+class GridStopped(Exception):
+    """Training was stopped cleanly (Ctrl-C, SIGTERM) after a checkpoint; the same command continues."""
 
 
 @dataclass
@@ -132,7 +136,7 @@ def training_dataset(dataset: Dataset, out: Path, row: Row, seed: int) -> Path:
 
 
 def evaluate_model(model: Path, entries: Sequence[CaseEntry], device: str,
-                   progress: Optional[Progress] = None):
+                   progress: Optional[Progress] = None) -> Tuple[List[CaseEvaluation], np.ndarray]:
     """Per-case evaluations of the model on `entries`, and the probability histogram of their
     background brain voxels (Fig. 3's second class; CaseEvaluation keeps the lesion one)."""
     from .predict import Predictor
@@ -155,9 +159,10 @@ def evaluate_model(model: Path, entries: Sequence[CaseEntry], device: str,
 def _training_summary(model: Path) -> Dict[str, object]:
     from .model_folder import read_model_config
 
-    training = read_model_config(model).training
+    config = read_model_config(model)
     keys = ("steps", "epochs", "selected_epoch", "selection", "collapse", "device", "data")
-    return {key: training.get(key) for key in keys}
+    return {"synthetic_training_data": config.synthetic_training_data,
+            **{key: config.training.get(key) for key in keys}}
 
 
 # ---------------------------------------------------------------------------------- one run
@@ -177,12 +182,13 @@ def execute_run(run: Run, dataset: Dataset, out: Path, preset: ExperimentPreset,
         source = training_dataset(dataset, out, run.row, run.seed)
         resume = (folder / OPTIONS_FILE).is_file()
         options = preset.train_options(source, folder, run.row, run.seed, device, resume=resume)
-        model = train(options, progress=progress)
+        model = train(options, progress=None if progress is None else lambda f, m: progress(0.9 * f, m))
         trained_now = True
     train_seconds = time.monotonic() - started if trained_now else None
     started = time.monotonic()
     test = [e for e in dataset.split("test") if e.label_status != "none"]
-    evaluations, background = evaluate_model(model, test, device)
+    evaluations, background = evaluate_model(
+        model, test, device, None if progress is None else lambda f, m: progress(0.9 + 0.1 * f, m))
     document: Dict[str, object] = {
         "format": EVALUATION_FORMAT, "run_id": run.run_id, "row": run.row.to_json(), "seed": run.seed,
         "model": str(model), "dataset": str(dataset.root.resolve()), "test_cases": [e.case_id for e in test],
@@ -213,9 +219,7 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
     """Every run of `tables` with `seeds` (default: the preset's), or just `runs` when given:
     skipped when finished, trained and evaluated otherwise (nothing is trained with
     `report_only`). A failing run is reported and the grid goes on; TrainingStopped (Ctrl-C,
-    SIGTERM) stops the grid."""
-    from .train import TrainingStopped
-
+    SIGTERM) stops the grid with GridStopped."""
     seeds = check_seeds(list(preset.seeds) if seeds is None else list(seeds))
     tables = check_tables(tables)
     dataset = read_dataset(dataset_path)
@@ -223,6 +227,10 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
     out = Path(out)
     if report_only and not (out / EXPERIMENT_FILE).is_file():
         raise BrainMetSegError(f"{out}: no {EXPERIMENT_FILE}; nothing to report (run without --report-only first)")
+    if not report_only:
+        from .devices import resolve_device
+
+        resolve_device(device)  # an unusable device is refused before the first run, not after an hour
     claim_folder(out, preset, dataset)
     runs = plan_runs(tables, seeds) if runs is None else list(runs)
     outcomes: List[RunOutcome] = []
@@ -236,6 +244,7 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
             outcomes.append(RunOutcome(run, "missing"))
             continue
         log(f"{where}: training and evaluating")
+        from .train import TrainingStopped  # torch: imported once there is something to train
 
         def run_progress(fraction: float, message: str, number: int = number) -> None:
             if progress is not None:
@@ -243,8 +252,8 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
 
         try:
             evaluation = execute_run(run, dataset, out, preset, device, run_progress)
-        except TrainingStopped:
-            raise
+        except TrainingStopped as stopped:
+            raise GridStopped(f"{where}: {stopped}") from None
         except Exception as error:  # one failed run must not cost the rest of an hour-long grid
             message = str(error) or type(error).__name__
             log(f"{where}: FAILED: {message}")

@@ -66,15 +66,18 @@ def plot_probability_histograms(path: Path, panels: Sequence[Tuple[str, Sequence
     edges = np.linspace(0.0, 1.0, len(panels[0][1]) + 1 if panels else 101)
     for index, (title, lesion, background, lesion_bits, background_bits) in enumerate(panels):
         axes = figure.add_subplot(1, count, index + 1)
+        smallest = 1.0
         for counts, colour, name, bits in ((background, "tab:red", "GT normal", background_bits),
                                            (lesion, "tab:blue", "GT lesion", lesion_bits)):
             counts = np.asarray(counts, dtype=float)
             if counts.sum() == 0:
                 continue
+            share = counts / counts.sum()
+            smallest = min(smallest, float(share[share > 0].min()))
             entropy = "n/a" if bits is None else f"{bits:.2f}"
-            axes.stairs(counts / counts.sum(), edges, fill=True, alpha=0.5, color=colour,
-                        label=f"{name} (H = {entropy} bits)")
+            axes.stairs(share, edges, fill=True, alpha=0.5, color=colour, label=f"{name} (H = {entropy} bits)")
         axes.set_yscale("log")
+        axes.set_ylim(smallest / 2, 3.0)
         axes.set_xlim(0, 1)
         axes.set_xlabel("predicted probability")
         if index == 0:

@@ -8,7 +8,6 @@ ratio of the row's mean to the baseline's mean.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -16,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .atomic import atomic_write_json, atomic_write_text
-from .dataset import DATASET_JSON, Dataset
+from .dataset import Dataset
 from .experiment import RunOutcome, case_evaluations
 from .experiment_figures import plot_pr_curves, plot_probability_histograms, plot_sensitivity_by_diameter
 from .experiment_grid import BASELINE, FIGURE3_ROWS, KEY_ROWS, TABLE_TITLES, TABLES, Row, Run, seeds_for
@@ -232,12 +231,10 @@ def _lesions_per_bin(evaluation: Dict[str, object]) -> List[int]:
 # ---------------------------------------------------------------------------------- the report
 
 
-def _synthetic(dataset: Dataset) -> bool:
-    path = dataset.root / DATASET_JSON
-    try:
-        return path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("synthetic") is True
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return False
+def _synthetic(outcomes: Sequence[RunOutcome]) -> bool:
+    """Whether any finished run's model card says it was trained on synthetic data (the trainer
+    decides, from the dataset's synth.json)."""
+    return any(((o.evaluation or {}).get("training") or {}).get("synthetic_training_data") for o in outcomes)
 
 
 def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: Sequence[int],
@@ -250,7 +247,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
     figures = write_figures(out / FIGURES_FOLDER, tables, seeds, by_id)
     finished = [o for o in outcomes if o.evaluation is not None]
     test_lesions = finished[0].evaluation["summary"]["n_lesions"] if finished else None  # type: ignore[index]
-    synthetic = _synthetic(dataset)
+    synthetic = _synthetic(outcomes)
 
     atomic_write_json(out / RESULTS_FILE, {
         "format": RESULTS_FORMAT, "preset": preset.to_json(), "dataset": str(dataset.root.resolve()),
@@ -274,7 +271,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
         f"{len(dataset.split('test'))} test cases; {test_lesions if test_lesions is not None else '?'} test lesions)",
         f"- Command: `{command}`",
         f"- Preset `{preset.name}`: DeepLabv3 {preset.backbone}, {preset.in_plane_size}×{preset.in_plane_size} frames "
-        f"of {preset.pixel_spacing_mm:g} mm, {preset.slice_spacing_mm:g} mm slices; {preset.epochs} epochs of "
+        f"of {preset.pixel_spacing_mm:g} mm, {preset.slice_spacing_mm:g} mm slices; {preset.epochs} epoch(s) of "
         f"{preset.steps_per_epoch or 'one pass of'} steps, batch {preset.batch_size}, AdamW lr {preset.lr:g}; "
         "validation and model selection (best validation AP, validation labels censored like training) after each "
         "epoch; one loss for every case (`--uniform-loss`, the paper's setting).",

@@ -6,10 +6,10 @@ shares (0.1, 0.3, 1.0) of its training cases are used. The subsets of one seed a
 paper's comparison. Validation and test cases are kept whole: model selection and the test
 metrics must not change with the cohort size.
 
-The trainer reads a dataset folder, so a subset is written as one: case files hard-linked
-(copied where links are impossible) from the source, and a dataset.json listing the kept
-cases with every top-level field of the source's (e.g. "synthetic": true, which the model
-card must carry on). Nothing in the source is modified.
+The trainer reads a dataset folder, so a subset is written as one: case files and the
+source's other top-level files (synth.json, which marks the synthetic cohort and makes the
+model card say so) hard-linked, copied where links are impossible, and a dataset.json listing
+the kept cases with every top-level field of the source's. Nothing in the source is modified.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from .atomic import atomic_path, atomic_write_json
-from .dataset import DATASET_FORMAT, DATASET_JSON, CaseEntry, Dataset, read_dataset
+from .dataset import DATASET_FORMAT, DATASET_JSON, Dataset, read_dataset
 from .errors import BrainMetSegError
 
 
@@ -78,22 +78,22 @@ def write_subset_dataset(dataset: Dataset, kept_train: Sequence[str], out: Path)
         raise BrainMetSegError(f"{out}: exists without {DATASET_JSON} (an interrupted subset?); remove it first")
     by_id = {entry.case_id: entry for entry in dataset.cases}
     for case in document["cases"]:  # type: ignore[union-attr]
-        _link_case(by_id[case["id"]], out / case["id"])
+        entry = by_id[case["id"]]
+        label = entry.label_path()
+        for path in list(entry.image_paths().values()) + ([] if label is None else [label]):
+            _link(path, out / entry.case_id / path.name)
+    for path in sorted(dataset.root.iterdir()):
+        if path.is_file() and path.name != DATASET_JSON and not path.name.startswith("."):
+            _link(path, out / path.name)
     atomic_write_json(index, document)  # last: an interrupted copy is not a dataset
     return out
 
 
-def _link_case(entry: CaseEntry, folder: Path) -> None:
-    files = list(entry.image_paths().values())
-    label = entry.label_path()
-    if label is not None:
-        files.append(label)
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        target = folder / path.name
-        with atomic_path(target) as tmp:
-            tmp.unlink()
-            try:
-                os.link(path, tmp)
-            except OSError:  # another file system, or no hard links: copy
-                shutil.copy2(path, tmp)
+def _link(path: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(path, tmp)
+        except OSError:  # another file system, or no hard links: copy
+            shutil.copy2(path, tmp)

@@ -74,8 +74,8 @@ from .roles import ROLES
 from .synth import SYNTH_JSON
 from .train_data import (STREAM_DROPOUT, STREAM_INIT, SliceStore, SliceStoreBuilder, draw_augmentation, draw_batch,
                          seed_for, steps_for_one_pass, storage_device)
-from .train_options import (OPTIONS_FILE, RUNTIME_ONLY, TrainOptions, check_options, check_run_folder,
-                            read_options_file, resolve_options)
+from .train_options import (CENSORING_FILE, MODEL_FOLDER, OPTIONS_FILE, RUNTIME_ONLY, TrainOptions, check_options,
+                            check_run_folder, read_options_file, resolve_options)
 from .volumes import read_volume
 
 Progress = Callable[[float, str], None]
@@ -83,8 +83,6 @@ CancelCheck = Callable[[], bool]
 
 SLICES = 5
 """Slices per frame (paper: 5 neighbouring axial slices of each sequence)."""
-MODEL_FOLDER = "model"
-CENSORING_FILE = "censoring.json"
 VALIDATION_THRESHOLD = 0.1
 """Probability threshold of predicted lesions at validation (DESIGN §Lesions)."""
 OPERATING_POINT_MAX_FP = 1.0

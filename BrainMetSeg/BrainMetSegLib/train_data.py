@@ -200,8 +200,7 @@ def draw_batch(seed: int, step: int, store: SliceStore, batch_size: int, lesion_
     """
     g = generator(seed, STREAM_SAMPLE, step)
     lesions = int(round(batch_size * lesion_fraction)) if len(store.lesion_slices) else 0
-    picked_lesions = store.lesion_slices[torch.randint(len(store.lesion_slices) or 1, (lesions,), generator=g)] \
-        if lesions else torch.zeros(0, dtype=torch.long)
+    picked_lesions = store.lesion_slices[torch.randint(max(1, len(store.lesion_slices)), (lesions,), generator=g)]
     picked_brain = store.brain_slices[torch.randint(len(store.brain_slices), (batch_size - lesions,), generator=g)]
     batch = torch.cat([picked_lesions, picked_brain])
     return batch[torch.randperm(batch_size, generator=g)]

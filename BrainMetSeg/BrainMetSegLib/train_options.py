@@ -16,13 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import BrainMetSegError
-
-PathLike = Union[str, "os.PathLike[str]"]
+from .events import EVENTS_FILE
 
 LOSS_CHOICES = ("ce", "bootstrap", "lopsided")
 CENSOR_MODES = ("none", "stochastic", "size")
@@ -33,6 +31,11 @@ DEFAULT_PIXEL_SPACING_MM = 0.9375
 DEFAULT_SLICE_SPACING_MM = 1.0
 DEFAULT_IN_PLANE_SIZE = 256
 OPTIONS_FILE = "options.json"
+MODEL_FOLDER = "model"
+CENSORING_FILE = "censoring.json"
+RUN_FILES = (OPTIONS_FILE, EVENTS_FILE, "checkpoint.safetensors", "checkpoint.json", CENSORING_FILE, MODEL_FOLDER)
+"""What the trainer writes in a run folder (checkpoint names as checkpoint.py, which imports
+torch); any of them means the folder holds a run."""
 
 RUNTIME_ONLY = ("resume", "device", "workers")
 """Options a resumed run may change: they decide where and how fast, not what is computed.
@@ -258,8 +261,11 @@ def resolve_options(options: TrainOptions, device_type: str, init_config: Any = 
 
 
 def check_run_folder(options: TrainOptions) -> None:
-    """Refuse, before anything is read or written, a run folder that holds another run (unless
-    resuming) or a resume whose options differ from the run's. `options` as normalised()."""
+    """Refuse, before anything is read or written, a run folder that holds a run (unless
+    resuming) or a resume whose options differ from the run's. `options` as normalised().
+
+    Only the trainer's own files make a folder a run: a launcher (jobs.py) may create the
+    folder with its log and job record before the trainer starts."""
     run = Path(options.out)
     if options.resume:
         stored_given, _ = read_options_file(run)
@@ -267,6 +273,6 @@ def check_run_folder(options: TrainOptions) -> None:
         if changed:
             raise BrainMetSegError(f"{run}: --resume with options that differ from the run's {OPTIONS_FILE}: "
                                    + "; ".join(changed))
-    elif run.exists() and (not run.is_dir() or any(run.iterdir())):
+    elif run.exists() and (not run.is_dir() or any((run / name).exists() for name in RUN_FILES)):
         raise BrainMetSegError(f"{run}: already exists; pass --resume to continue the run in it, or choose "
                                "another --out")

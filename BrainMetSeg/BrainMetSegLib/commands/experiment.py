@@ -36,22 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..dataset import read_dataset
-    from ..devices import resolve_device
-    from ..experiment import run_grid
+    from ..experiment import GridStopped, run_grid
     from ..experiment_grid import check_seeds, check_tables
     from ..experiment_presets import preset as find_preset
     from ..experiment_report import write_report
-    from ..train import TrainingStopped
 
     preset = find_preset(args.preset)
     seeds = check_seeds(list(preset.seeds) if args.seeds is None else args.seeds)
     tables = check_tables(args.tables)
-    if not args.report_only:
-        resolve_device(args.device)  # an unusable device is refused before the first run
     command = grid_command(args, seeds, tables)
     try:
         outcomes = run_grid(args.dataset, args.out, preset, seeds, tables, args.device, args.report_only)
-    except TrainingStopped as stopped:
+    except GridStopped as stopped:
         print(f"stopped: {stopped}\nrerun the same command to continue the grid", file=sys.stderr)
         return 130
     report = write_report(args.out, preset, read_dataset(args.dataset), tables, seeds, outcomes, command)
