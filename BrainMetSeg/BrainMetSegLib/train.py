@@ -95,6 +95,8 @@ COLLAPSE_MIN_SHARE = 0.02
 """Collapse watch: more than 20% of brain voxels predicted lesion, or more than 10 times the
 labelled share when that is also above 2% of the brain (below 2% an over-eager but useful model
 is normal early in training)."""
+CARD_METRICS = ("ap", "ap_ci95", "max_sensitivity", "tp_dice", "fp_per_case", "n_cases", "n_lesions")
+"""Validation metrics of the selected epoch kept in model.json (events.jsonl has them all)."""
 LR_FLOOR = 0.01
 """Cosine schedule ends at 1% of the peak learning rate."""
 STOP_CHECK_EVERY = 10
@@ -678,10 +680,11 @@ class _Run:
         return {
             "loss": o.loss, "alpha": o.alpha, "beta": o.beta, "loss_by_label_status": by_status,
             "warmup": f"beta 1 for the first {self.warm_steps} of {self.total} steps",
-            "censoring": censoring, "data": description, "synthetic_data": data.synthetic,
+            "censoring": censoring, "data": description,
             "epochs": self._epoch_number() if self.step else 0, "steps": self.step,
             "selected_epoch": best.get("epoch"), "selection": data.selection_rule,
-            "validation": best.get("validation"),
+            "validation": None if best.get("validation") is None else
+            {key: best["validation"][key] for key in CARD_METRICS},
             "operating_point_rule": (f"highest validation recall at <= {OPERATING_POINT_MAX_FP:g} false positive "
                                      "per case" if point is not None else
                                      "no validation operating point; the probability threshold is used"),
