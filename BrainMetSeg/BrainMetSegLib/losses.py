@@ -70,7 +70,9 @@ def _validated(
     expected = (logits.shape[0],) + tuple(logits.shape[2:])
     if tuple(target.shape) != expected:
         raise BrainMetSegError(f"target: shape {_shape(target)} does not match logits {_shape(logits)}; expected NxHxW")
-    if target.dtype != torch.bool and bool(((target < 0) | (target > 1)).any()):
+    # The value check reads back from the device; on a GPU it would stall every training step,
+    # so it runs on the CPU only (the trainer builds its targets from validated 0/1 labels).
+    if target.dtype != torch.bool and target.device.type == "cpu" and bool(((target < 0) | (target > 1)).any()):
         bad = target[(target < 0) | (target > 1)][0].item()
         raise BrainMetSegError(f"target: labels must be 0 (background) or 1 (lesion); found {bad}")
     if known_negative is not None:
