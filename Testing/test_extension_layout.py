@@ -362,7 +362,7 @@ def test_module_icons_differ_so_the_modules_can_be_told_apart():
 
 
 def test_readme_section_names_the_module_folders():
-    text = (ROOT / "docs" / "dev" / "readme-slicer.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     for phrase in ("Additional module paths", "BrainMetSeg", "BrainMetSegTrain", "PyTorch", "not for diagnosis"):
         assert phrase in text
     assert re.search(r"cmake .*-DSlicer_DIR=", text)
