@@ -1,0 +1,180 @@
+"""Speed options of inference, and the network wrapper that applies them.
+
+Defaults (measured in docs/benchmarks.md; none changes a lesion, see Testing/test_fast_path.py):
+
+- precision "auto": bfloat16 autocast on CUDA (float16 on GPUs older than Ampere), float32 on
+  the CPU. bf16 on a CPU without bf16 instructions (AVX512-BF16 / AMX) is emulated and was
+  measured 30-50x slower than fp32 on an AMD EPYC; "bf16" asks for it explicitly (for CPUs
+  that have them).
+- channels_last: convolutions in NHWC layout, which the tensor cores and oneDNN's CPU kernels
+  prefer (measured 1.4-2.6x faster than NCHW on a 2-core EPYC).
+
+Opt-in, because they cost time up front:
+
+- compile: torch.compile. The first prediction compiles the network: about a minute on a
+  GPU, several minutes on a CPU (where it was measured no faster). Slicer leaves it off
+  unless the user asks, and the first prediction says it is compiling.
+- cuda_graphs: the forward pass of a batch is captured once as a CUDA graph and replayed, so
+  a batch costs one launch instead of hundreds of kernel launches. CUDA only.
+- precision "bf16-weights": the weights themselves in bfloat16 (no per-batch cast of fp32
+  weights by autocast); activations in bf16 too.
+
+With compile or CUDA graphs every batch has the same shape (the caller pads the last batch,
+see `static_shapes`), so one compilation or one capture serves every study.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable, ContextManager, Dict, Tuple
+
+import torch
+from torch import nn
+
+from .devices import autocast
+from .errors import BrainMetSegError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "bf16-weights")
+COMPILE_NOTICE = ("compiling the network with torch.compile (first prediction only); "
+                  "this may take several minutes")
+GRAPH_WARMUP_CALLS = 2
+"""Eager calls on a side stream before a CUDA graph capture (cuDNN picks its algorithms then)."""
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How the network runs; see the module docstring for the defaults and why."""
+
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    cuda_graphs: bool = False
+
+    @property
+    def static_shapes(self) -> bool:
+        """Whether every batch must have one shape (one compilation, one graph capture)."""
+        return self.compile or self.cuda_graphs
+
+    def checked(self, device: torch.device) -> "SpeedOptions":
+        """These options for `device`, refused with the parameter and the reason when impossible."""
+        device = torch.device(device)
+        if self.precision not in PRECISIONS:
+            raise BrainMetSegError(f"precision: {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if self.precision == "fp16" and device.type != "cuda":
+            raise BrainMetSegError(f"precision: fp16 runs on CUDA only, not on {device.type}; "
+                                   "use fp32 or bf16 there")
+        if self.precision in ("bf16", "bf16-weights") and device.type == "cuda" \
+                and not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise BrainMetSegError(f"precision: {self.precision} needs a GPU with bfloat16 (Ampere or newer); "
+                                   "use auto or fp16")
+        if self.cuda_graphs and device.type != "cuda":
+            raise BrainMetSegError(f"cuda_graphs: CUDA graphs need a CUDA device; got {device.type}")
+        for name in ("channels_last", "compile", "cuda_graphs"):
+            if not isinstance(getattr(self, name), bool):
+                raise BrainMetSegError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        return self
+
+    def resolved(self, device: torch.device) -> "SpeedOptions":
+        """'auto' precision made concrete for `device` (for logs and benchmark tables)."""
+        if self.precision != "auto":
+            return self
+        device = torch.device(device)
+        if device.type != "cuda":
+            return replace(self, precision="fp32")
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        return replace(self, precision="bf16" if bf16 else "fp16")
+
+    def describe(self, device: torch.device) -> str:
+        """e.g. 'bf16 autocast, channels_last, compiled, CUDA graphs'."""
+        options = self.resolved(device)
+        parts = [{"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast",
+                  "bf16-weights": "bf16 weights"}[options.precision]]
+        parts += [name for name, used in (("channels_last", options.channels_last), ("compiled", options.compile),
+                                          ("CUDA graphs", options.cuda_graphs)) if used]
+        return ", ".join(parts)
+
+
+def precision_context(device: torch.device, precision: str) -> ContextManager:
+    """Autocast for `precision` on `device` ('auto': the project's default, devices.autocast)."""
+    device = torch.device(device)
+    if precision == "auto":
+        return autocast(device)
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+class FastNetwork:
+    """`network` run as `options` say: frames in, float32 logits out, on `device`.
+
+    The module is converted in place (memory layout, bf16 weights), so give it a network that
+    only inference uses. `module` stays the plain network, to tell when the caller swapped it.
+    """
+
+    def __init__(self, network: nn.Module, device: torch.device, options: SpeedOptions = SpeedOptions()) -> None:
+        self.device = torch.device(device)
+        self.options = options.checked(self.device)
+        self.module = network
+        self.calls = 0
+        network.eval()
+        if options.precision == "bf16-weights":
+            network.to(dtype=torch.bfloat16)
+        if options.channels_last:
+            network.to(memory_format=torch.channels_last)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = network
+        if options.compile:
+            log.warning("%s", COMPILE_NOTICE)
+            self._forward = torch.compile(network, dynamic=False)
+        self._graphs: Dict[Tuple[int, ...], _Graph] = {}
+
+    @property
+    def static_shapes(self) -> bool:
+        return self.options.static_shapes
+
+    @property
+    def compiling_next(self) -> bool:
+        """True before the first call of a compiled network (that call compiles)."""
+        return self.options.compile and self.calls == 0
+
+    def _run(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.options.precision == "bf16-weights":
+            frames = frames.to(torch.bfloat16)
+        with precision_context(self.device, self.options.precision):
+            return self._forward(frames).float()
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.options.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        if not self.options.cuda_graphs:
+            return self._run(frames)
+        key = tuple(frames.shape)
+        if key not in self._graphs:
+            self._graphs[key] = _Graph(self._run, frames)
+        return self._graphs[key](frames)
+
+
+class _Graph:
+    """One CUDA graph of `forward` for inputs shaped like `example`; replay copies the input
+    into the captured buffer and returns a copy of the captured output."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor) -> None:
+        self.input = example.clone()
+        side = torch.cuda.Stream(example.device)
+        side.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_CALLS):
+                forward(self.input)
+        torch.cuda.current_stream(example.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = forward(self.input)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        self.input.copy_(frames)
+        self.graph.replay()
+        return self.output.clone()
