@@ -10,16 +10,20 @@ The margin is a box: a voxel is kept when some brain voxel lies within `margin_m
 along each axis (so up to margin * sqrt(3) diagonally). A box dilation is three 1D passes of a
 running sum, cheap on a GPU and a CPU alike; for this purpose a ball would be no better.
 The lesion and metric definitions are unchanged: they apply to the map this produces.
+torch is imported inside the functions, so the CLI and the Slicer panel can show the default
+before torch is loaded.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from .errors import BrainMetSegError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_BRAIN_MARGIN_MM = 5.0
 """A few voxels of 0.94-1 mm: covers a tight skull-stripping mask and the partial-volume rim."""
@@ -42,8 +46,10 @@ def margin_voxels(affine: np.ndarray, margin_mm: float) -> Tuple[int, int, int]:
     return tuple(int(math.floor(margin_mm / s + 1e-6)) for s in spacing)  # type: ignore[return-value]
 
 
-def dilate_box(mask: torch.Tensor, radius: Sequence[int]) -> torch.Tensor:
+def dilate_box(mask: "torch.Tensor", radius: Sequence[int]) -> "torch.Tensor":
     """Boolean dilation of a 3D mask by a box of half-widths `radius` (voxels per axis)."""
+    import torch
+
     if mask.dim() != 3 or len(radius) != 3:
         raise BrainMetSegError(f"mask: expected a 3D mask and three radii, got shape {tuple(mask.shape)}")
     out = mask.to(torch.int32)
@@ -63,7 +69,9 @@ def dilate_box(mask: torch.Tensor, radius: Sequence[int]) -> torch.Tensor:
 
 
 def brain_neighbourhood(brain: np.ndarray, affine: np.ndarray, margin_mm: float,
-                        device: torch.device) -> torch.Tensor:
+                        device: "torch.device") -> "torch.Tensor":
     """The brain mask (D, H, W) widened by `margin_mm`, as a bool tensor on `device`."""
+    import torch
+
     mask = torch.from_numpy(np.ascontiguousarray(brain, dtype=bool)).to(device)
     return dilate_box(mask, margin_voxels(affine, margin_mm))

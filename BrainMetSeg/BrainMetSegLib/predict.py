@@ -3,12 +3,16 @@
 The case is put on the model's grid (frames.prepare_case), its 4-channel volume is copied to
 the compute device once, and the 20-channel 2.5D frames are built there batch by batch, so
 the host never holds five copies of every slice and the GPU never waits on a host copy.
-Only axial slices that hold brain are run. Probabilities are mapped back onto the input's
-bravo grid, where lesions are the connected components above the probability threshold.
+Only axial slices that hold brain are run. The probability outside the brain, widened by a
+margin, is set to 0 (brain_margin.py: inputs are skull-stripped). Probabilities are mapped
+back onto the input's bravo grid, where lesions are the connected components above the
+probability threshold. How the network runs (precision, layout, torch.compile, CUDA graphs)
+is fast_path.py's business; every stage's time is kept in Prediction.timings.
 """
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
@@ -16,9 +20,11 @@ from typing import Callable, Dict, List, Optional, Union
 import numpy as np
 import torch
 
+from .brain_margin import DEFAULT_BRAIN_MARGIN_MM, brain_neighbourhood, check_brain_margin
 from .case import Case
-from .devices import autocast, resolve_device
+from .devices import resolve_device
 from .errors import BrainMetSegError
+from .fast_path import COMPILE_NOTICE, FastNetwork, SpeedOptions
 from .frames import prepare_case, stack_frames
 from .lesions import Lesion, check_threshold, find_lesions, write_lesion_csv
 from .model_card import SYNTHETIC_WARNING
@@ -66,18 +72,29 @@ def _device_volume(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return host.to(device, non_blocking=True).permute(1, 0, 2, 3).contiguous()
 
 
-def predict_probability(network: torch.nn.Module, prepared, device: torch.device, batch_size: int = 16,
-                        slices: int = 5, progress: Optional[Progress] = None,
-                        cancel: Optional[CancelCheck] = None) -> np.ndarray:
+def _padded(centres: torch.Tensor, size: int) -> torch.Tensor:
+    """`centres` filled up to `size` by repeating the last one (whose outputs are dropped)."""
+    missing = size - centres.shape[0]
+    return centres if missing <= 0 else torch.cat([centres, centres[-1:].expand(missing)])
+
+
+def predict_probability(network: Union[torch.nn.Module, FastNetwork], prepared, device: torch.device,
+                        batch_size: int = 16, slices: int = 5, progress: Optional[Progress] = None,
+                        cancel: Optional[CancelCheck] = None,
+                        brain_margin_mm: Optional[float] = None) -> np.ndarray:
     """Lesion probability (softmax of class 1) on the model grid, (D, H, W) float32.
 
-    Slices without brain are not run and stay 0. `cancel` is polled before every batch and
-    stops the work with `Cancelled`, so a user's Stop takes effect within one batch."""
+    Slices without brain are not run and stay 0. With `brain_margin_mm`, voxels farther than
+    that from the brain are set to 0 too (brain_margin.py). `cancel` is polled before every
+    batch and stops the work with `Cancelled`, so a user's Stop takes effect within one batch.
+    A plain module runs with the default precision (bf16 autocast on CUDA, fp32 on the CPU) and
+    channels_last on CUDA only; it is otherwise left as it is, since training shares it."""
     _check_batch_size(batch_size)
+    brain_margin_mm = check_brain_margin(brain_margin_mm)
     device = torch.device(device)
-    network.eval()
-    if device.type == "cuda":
-        network.to(memory_format=torch.channels_last)
+    fast = network if isinstance(network, FastNetwork) else \
+        FastNetwork(network, device, SpeedOptions(channels_last=device.type == "cuda", skip_padding_taps=False))
+    fast.module.eval()
     brain_slices = np.flatnonzero(np.asarray(prepared.brain).any(axis=(1, 2)))
     depth, height, width = prepared.images.shape[1:]
     with torch.inference_mode():
@@ -87,13 +104,12 @@ def predict_probability(network: torch.nn.Module, prepared, device: torch.device
         for number, centres in enumerate(batches):
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled after {number} of {len(batches)} batches")
-            frames = stack_frames(volume, centres, slices=slices)
-            if device.type == "cuda":
-                frames = frames.contiguous(memory_format=torch.channels_last)
-            with autocast(device):
-                logits = network(frames)
-            probability[centres] = torch.softmax(logits.float(), dim=1)[:, 1]
+            run = _padded(centres, batch_size) if fast.static_shapes else centres
+            logits = fast(stack_frames(volume, run, slices=slices))[: centres.shape[0]]
+            probability[centres] = torch.softmax(logits, dim=1)[:, 1]
             _report(progress, (number + 1) / len(batches), f"segmenting: batch {number + 1} of {len(batches)}")
+        if brain_margin_mm is not None:
+            probability *= brain_neighbourhood(prepared.brain, prepared.affine, brain_margin_mm, device)
     return probability.cpu().numpy()
 
 
@@ -109,14 +125,28 @@ class Prediction:
     threshold: float
     model_name: str
     warnings: List[str] = field(default_factory=list)
+    timings: Dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: prepare (resample, normalise), network (frames, network, softmax,
+    brain margin; device transfers included), map_back, lesions."""
+    frames: int = 0
+    """Frames run through the network: the model grid's slices that hold brain."""
+    model_slices: int = 0
+    """Axial slices of the model grid."""
 
 
 class Predictor:
     """A model loaded once on one device, to segment many studies (Slicer, `--dataset`)."""
 
     def __init__(self, model: Union[str, Path], device: Union[str, torch.device] = "auto",
-                 threshold: Optional[float] = None, batch_size: Optional[int] = None) -> None:
+                 threshold: Optional[float] = None, batch_size: Optional[int] = None, *,
+                 precision: str = "auto", compile: bool = False, cuda_graphs: bool = False,
+                 brain_margin_mm: Optional[float] = DEFAULT_BRAIN_MARGIN_MM) -> None:
+        """`precision`, `compile` and `cuda_graphs`: see fast_path.py (compile makes the first
+        prediction wait, minutes on a CPU). `brain_margin_mm`: probability farther than this
+        from the brain is set to 0 (None keeps it; see brain_margin.py)."""
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.speed = SpeedOptions(precision=precision, compile=compile, cuda_graphs=cuda_graphs).checked(self.device)
+        self.brain_margin_mm = check_brain_margin(brain_margin_mm)
         self.folder = resolve_model(model)
         self.network, self.config = load_model_folder(self.folder, self.device)
         if list(self.config.input_roles) != list(ROLES):
@@ -127,8 +157,14 @@ class Predictor:
         self.batch_size = _check_batch_size(
             DEFAULT_BATCH_SIZE.get(self.device.type, 8) if batch_size is None else batch_size)
         self.network.eval()
-        if self.device.type == "cuda":
-            self.network.to(memory_format=torch.channels_last)
+        self._fast: Optional[FastNetwork] = None
+
+    def fast_network(self) -> FastNetwork:
+        """The network wrapped with this predictor's speed options (rebuilt when `network` is
+        replaced); the wrapper keeps a compiled network or captured graphs between studies."""
+        if self._fast is None or self._fast.module is not self.network:
+            self._fast = FastNetwork(self.network, self.device, self.speed)
+        return self._fast
 
     @property
     def model_name(self) -> str:
@@ -138,26 +174,40 @@ class Predictor:
                 cancel: Optional[CancelCheck] = None) -> Prediction:
         """Segment one case: probability map, lesion components and lesion list."""
         config = self.config
+        timings: Dict[str, float] = {}
         _report(progress, 0.0, f"{case.case_id}: resampling to the model grid")
+        start = time.perf_counter()
         prepared = prepare_case(case, config.pixel_spacing_mm, config.slice_spacing_mm, config.in_plane_size)
+        timings["prepare"] = time.perf_counter() - start
         if cancel is not None and cancel():
             raise Cancelled("cancelled before segmenting")
+        fast = self.fast_network()
+        if fast.compiling_next:
+            _report(progress, 0.1, f"{case.case_id}: {COMPILE_NOTICE}")
 
         def network_progress(fraction: float, message: str) -> None:
             _report(progress, 0.1 + 0.8 * fraction, f"{case.case_id}: {message}")
 
-        model_probability = predict_probability(self.network, prepared, self.device, self.batch_size,
-                                                config.slices_per_frame, network_progress, cancel)
+        start = time.perf_counter()
+        model_probability = predict_probability(fast, prepared, self.device, self.batch_size,
+                                                config.slices_per_frame, network_progress, cancel,
+                                                brain_margin_mm=self.brain_margin_mm)
+        timings["network"] = time.perf_counter() - start
         _report(progress, 0.9, f"{case.case_id}: mapping back to the input grid")
+        start = time.perf_counter()
         probability = np.asarray(prepared.to_input_grid(model_probability), dtype=np.float32)
+        timings["map_back"] = time.perf_counter() - start
         _report(progress, 0.95, f"{case.case_id}: finding lesions")
+        start = time.perf_counter()
         components, lesions = find_lesions(probability, case.affine, threshold=self.threshold)
+        timings["lesions"] = time.perf_counter() - start
         warnings = list(case.warnings) + list(prepared.warnings)
         if config.synthetic_training_data:
             warnings.append(SYNTHETIC_WARNING)
         _report(progress, 1.0, f"{case.case_id}: {len(lesions)} lesion(s)")
         return Prediction(case.case_id, probability, components, lesions, case.affine.copy(),
-                          self.threshold, config.name, warnings)
+                          self.threshold, config.name, warnings, timings,
+                          int(np.asarray(prepared.brain).any(axis=(1, 2)).sum()), prepared.shape[0])
 
 
 def predict_case(model: Union[str, Path], case: Case, device: Union[str, torch.device] = "auto",

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
+from ..brain_margin import DEFAULT_BRAIN_MARGIN_MM
 from ..errors import BrainMetSegError
 
 NAME = "predict"
@@ -42,7 +43,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability threshold for lesion voxels (default: the model's, usually 0.1)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, help="frames per forward pass (default: 32 on GPU, 8 on CPU)")
+    speed = parser.add_argument_group("speed (docs/benchmarks.md; none of these changes a lesion beyond rounding)")
+    speed.add_argument("--precision", default="auto",
+                       help="auto (bf16 autocast on a GPU, fp32 on a CPU), fp32, bf16, fp16 (GPU only) or "
+                            "bf16-weights (default: auto)")
+    speed.add_argument("--compile", action="store_true",
+                       help="compile the network with torch.compile: the first study waits for the compilation "
+                            "(about a minute on a GPU, several on a CPU), later ones run faster on a GPU")
+    speed.add_argument("--cuda-graphs", action="store_true",
+                       help="replay each batch's forward pass as one CUDA graph (GPU only)")
+    parser.add_argument("--brain-margin", type=_margin, default=DEFAULT_BRAIN_MARGIN_MM, metavar="MM",
+                        help="set the probability to 0 farther than MM from the brain mask (inputs are "
+                             f"skull-stripped); 'none' keeps it everywhere (default: {DEFAULT_BRAIN_MARGIN_MM:g})")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _margin(text: str) -> Optional[float]:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of mm (or 'none')") from None
 
 
 def _jobs(args: argparse.Namespace) -> List[Tuple[str, object, Path]]:
@@ -100,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.overwrite:
         for _, _, out in jobs:
             check_outputs_free(out)
-    predictor = Predictor(model, device=args.device, threshold=args.threshold, batch_size=args.batch_size)
+    predictor = Predictor(model, device=args.device, threshold=args.threshold, batch_size=args.batch_size,
+                          precision=args.precision, compile=args.compile, cuda_graphs=args.cuda_graphs,
+                          brain_margin_mm=args.brain_margin)
     config = predictor.config
-    print(f"model {config.name} ({config.backbone}) on {device_description(predictor.device)}; "
-          f"threshold {predictor.threshold:g}; {RESEARCH_USE}")
+    print(f"model {config.name} ({config.backbone}) on {device_description(predictor.device)} "
+          f"({predictor.speed.describe(predictor.device)}); threshold {predictor.threshold:g}; {RESEARCH_USE}")
     if config.synthetic_training_data:
         print(SYNTHETIC_WARNING, file=sys.stderr)
     for number, (case_id, load, out) in enumerate(jobs, start=1):
