@@ -256,6 +256,8 @@ class BrainMetSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self):
         self.initializeParameterNode()
+        # A model handed off by BrainMetSegTrain (or copied in by hand) shows up on entering.
+        self.refreshModels()
 
     def exit(self):
         # Stop following the parameter node while hidden; enter() reconnects.
