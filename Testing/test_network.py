@@ -96,3 +96,24 @@ def test_bad_sizes_refused(parameter, kwargs):
 def test_wrong_input_channels_refused(networks):
     with pytest.raises(BrainMetSegError, match=r"^network input: expected Nx20xHxW frames, got 1x4x32x32"):
         networks["mobilenet_v3_large"](torch.zeros(1, 4, 32, 32))
+
+
+def test_batch_norm_statistics_follow_short_trainings_in_every_backbone():
+    """Evaluation mode uses running statistics; with MobileNetV3's stock momentum (0.01) they
+    lag a few-hundred-step CPU run so far that the network predicted nothing in eval mode."""
+    import torch
+
+    from BrainMetSegLib.network import BATCH_NORM_MOMENTUM, build_network
+
+    network = build_network("mobilenet_v3_large", in_channels=20, num_classes=2)
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.momentum == BATCH_NORM_MOMENTUM == 0.1 for m in norms)
+
+    network.train()
+    frames = torch.randn(4, 20, 32, 32) * 3.0 + 5.0
+    with torch.no_grad():
+        for _ in range(30):
+            network(frames)
+    first = norms[0]
+    batch_mean = network.deeplab.backbone["0"][0](frames).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(first.running_mean, batch_mean, atol=0.1, rtol=0.05)

@@ -73,7 +73,7 @@ PRESETS: Dict[str, ExperimentPreset] = {
     "small": ExperimentPreset(
         name="small", backbone="mobilenet_v3_large", in_plane_size=96,
         pixel_spacing_mm=float(_SMALL_COHORT.spacing[0]), slice_spacing_mm=float(_SMALL_COHORT.spacing[2]),
-        epochs=3, steps_per_epoch=50, batch_size=8, lr=1e-3, seeds=(0, 1, 2), cases=40,
+        epochs=3, steps_per_epoch=50, batch_size=8, lr=3e-3, seeds=(0, 1, 2), cases=40,
         synthetic_preset="small"),
 }
 

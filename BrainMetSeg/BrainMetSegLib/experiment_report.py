@@ -21,7 +21,7 @@ from .experiment_figures import plot_pr_curves, plot_probability_histograms, plo
 from .experiment_grid import BASELINE, FIGURE3_ROWS, KEY_ROWS, TABLE_TITLES, TABLES, Row, Run, seeds_for
 from .experiment_presets import ExperimentPreset
 from .experiment_subsets import subset_size
-from .metrics import DIAMETER_BINS
+from .metrics import DIAMETER_BINS, entropy_bits
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
@@ -173,14 +173,6 @@ def _first_seed(row: Row, seeds: Sequence[int], outcomes: Dict[str, RunOutcome])
     return None if outcome is None else outcome.evaluation
 
 
-def histogram_entropy_bits(histogram: Sequence[int]) -> Optional[float]:
-    counts = np.asarray(histogram, dtype=float)
-    if counts.sum() == 0:
-        return None
-    p = counts[counts > 0] / counts.sum()
-    return float(-np.sum(p * np.log2(p)) + 0.0)
-
-
 def write_figures(folder: Path, tables: Sequence[int], seeds: Sequence[int],
                   outcomes: Dict[str, RunOutcome]) -> Dict[str, str]:
     """The PNG files (name -> file name in `folder`) for what has finished; a figure whose
@@ -202,7 +194,7 @@ def write_figures(folder: Path, tables: Sequence[int], seeds: Sequence[int],
             if evaluation["cases"] else np.zeros(100)  # type: ignore[union-attr]
         background = evaluation["background_histogram"]
         panels.append((_row_label(row), lesion, background, evaluation["summary"]["lesion_entropy_bits"],  # type: ignore[index]
-                       histogram_entropy_bits(background)))  # type: ignore[arg-type]
+                       entropy_bits(background)))  # type: ignore[arg-type]
     if panels:
         written["fig3"] = "fig3_probability_histograms.png"
         plot_probability_histograms(folder / written["fig3"], panels)

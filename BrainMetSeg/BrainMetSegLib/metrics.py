@@ -243,7 +243,7 @@ def summarise(evaluations: Sequence[CaseEvaluation]) -> Dict[str, object]:
         "fp_per_case": false_positives / pooled.n_cases,
         "froc": {_rate_key(x): None for x in FROC_FP_RATES},
         "sensitivity_by_diameter": {key: None for key, _, _ in DIAMETER_BINS},
-        "lesion_entropy_bits": _entropy_bits(pooled.histogram),
+        "lesion_entropy_bits": entropy_bits(pooled.histogram),
         "n_cases": pooled.n_cases, "n_lesions": n_lesions, "n_predictions": n_predictions,
     }
     if n_lesions == 0:
@@ -266,7 +266,9 @@ def _rate_key(rate: float) -> str:
     return f"{rate:g}"
 
 
-def _entropy_bits(histogram: np.ndarray) -> Optional[float]:
+def entropy_bits(histogram: Sequence[float]) -> Optional[float]:
+    """Shannon entropy (bits) of a renormalised histogram (paper Fig. 3); None when it is empty."""
+    histogram = np.asarray(histogram, dtype=float)
     total = histogram.sum()
     if total == 0:
         return None
