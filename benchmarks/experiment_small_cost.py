@@ -1,6 +1,6 @@
 """Cost of the `small` experiment preset's pieces on this machine: one training step, one
 study's prediction, one case's preparation. The preset's steps per run were sized from these
-numbers (docs/dev/readme-experiments.md), so rerun this after changing the network, the
+numbers (README.md, "Reproducing the paper's experiments"), so rerun this after changing the network, the
 trainer or the preset.
 
 Volumes have the synthetic `--small` cohort's grid (synth_params.PRESETS["small"]) but simple

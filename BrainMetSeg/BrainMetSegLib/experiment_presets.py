@@ -4,7 +4,7 @@ Every run of a grid trains with the same schedule (the paper tuned its baseline 
 its settings for every other row), so the schedule is a property of the experiment, not of
 a row. The `small` numbers are sized so that the whole grid (17 rows, plus two extra seeds
 of the 5 key rows: 27 runs) finishes in about an hour on 2 CPU cores on the synthetic
-`--small` cohort; docs/dev/readme-experiments.md shows the measurement behind them.
+`--small` cohort; README.md, "Reproducing the paper's experiments" shows the measurement behind them.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "whole grid on 2 CPU cores with the synthetic --small cohort), 'paper' (ResNet-50, "
                              "256x256 at 0.94 mm, 10 epochs; for a GPU), or a .json file with every field of "
                              f"a preset ({', '.join(sorted(PRESETS))} are documented in "
-                             "docs/dev/readme-experiments.md)")
+                             "README.md)")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="S",
                         help="seeds of the key rows (full CE, censored CE, censored lopsided 3/0.1, both "
                              "censoring modes); other rows use the first (default: the preset's)")
