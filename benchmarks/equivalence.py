@@ -40,10 +40,10 @@ def main() -> int:
     options = [("bf16 autocast", {"precision": "bf16"}), ("bf16 weights", {"precision": "bf16-weights"})]
     if args.device == "cuda":
         options += [("fp16 autocast", {"precision": "fp16"}), ("auto + CUDA graphs", {"cuda_graphs": True})]
-    if args.device == "cuda" or args.compile:
-        options.append(("auto + torch.compile", {"compile": True}))
     if args.device == "cuda":
         options.append(("auto + compile + CUDA graphs", {"compile": True, "cuda_graphs": True}))
+    elif args.compile:
+        options.append(("auto + torch.compile", {"compile": True}))
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = spot_model_folder(Path(scratch) / "spot")

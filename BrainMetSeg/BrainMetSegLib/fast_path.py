@@ -4,21 +4,24 @@ Defaults (measured in docs/benchmarks.md; none changes a lesion, see Testing/tes
 
 - precision "auto": bfloat16 autocast on CUDA (float16 on GPUs older than Ampere), float32 on
   the CPU. bf16 on a CPU without bf16 instructions (AVX512-BF16 / AMX) is emulated and was
-  measured 30-50x slower than fp32 on an AMD EPYC; "bf16" asks for it explicitly (for CPUs
-  that have them).
+  measured 8-18x slower than fp32 on a 2-core AMD EPYC; "bf16" asks for it explicitly (for
+  CPUs that have them).
 - channels_last: convolutions in NHWC layout, which the tensor cores and oneDNN's CPU kernels
-  prefer (measured 1.4-2.6x faster than NCHW on a 2-core EPYC).
+  prefer (measured 1.3-1.5x faster than NCHW for ResNet-50, 1.5-3x for MobileNetV3, on that
+  EPYC).
 - skip_padding_taps: DeepLabv3's ASPP has 3x3 convolutions dilated by 12, 24 and 36 pixels.
   On a feature map no larger than the dilation (16x16 for MobileNetV3 and 32x32 for ResNet-50
   at 256-pixel frames: dilation 24 and 36, resp. 36) every tap but the centre one reads the
   zero padding, so the convolution equals a 1x1 convolution with the centre weights: the same
-  sums without the zero terms. The check is made on each call's input size.
+  sums without the zero terms. The check is made on each call's input size. oneDNN's CPU
+  kernels seem to skip most padding taps themselves (about 10% gained on MobileNetV3 there);
+  the gain on a GPU is not measured yet.
 
 Opt-in, because they cost time up front:
 
 - compile: torch.compile. The first prediction compiles the network: about a minute on a
-  GPU, several minutes on a CPU (where it was measured no faster). Slicer leaves it off
-  unless the user asks, and the first prediction says it is compiling.
+  GPU, minutes on a CPU (170 s for MobileNetV3 on that EPYC, and no faster afterwards).
+  Slicer leaves it off unless the user asks, and the first prediction says it is compiling.
 - cuda_graphs: the forward pass of a batch is captured once as a CUDA graph and replayed, so
   a batch costs one launch instead of hundreds of kernel launches. CUDA only.
 - precision "bf16-weights": the weights themselves in bfloat16 (no per-batch cast of fp32
