@@ -58,6 +58,13 @@ def test_shared_rows_are_run_once_and_key_rows_with_every_seed():
     assert [run.seed for run in runs] == [0] * 17 + [1] * 5 + [2] * 5
 
 
+def test_key_rows_only_keeps_the_three_comparisons_of_a_table_with_every_seed():
+    runs = plan_runs([1], [0, 1, 2], key_rows_only=True)
+    assert [run.run_id for run in runs] == [f"{key}-s{seed}" for seed in (0, 1, 2) for key in (
+        "full-a3-b1-n100", "stochastic50-a3-b1-n100", "stochastic50-a3-b0.1-n100")]
+    assert len(plan_runs([1, 2, 3], [0, 1, 2], key_rows_only=True)) == 3 * 5
+
+
 def test_run_ids_are_unique_and_stable():
     runs = plan_runs([1, 2, 3], [0, 1, 2])
     ids = [run.run_id for run in runs]
@@ -83,11 +90,12 @@ def test_presets_give_the_trainer_the_paper_setting():
     options = PRESETS["small"].train_options(Path("d"), Path("r"), Row("size", 10.0, 0.5), seed=2, device="cpu")
     assert (options.loss, options.alpha, options.beta, options.uniform_loss) == ("lopsided", 10.0, 0.5, True)
     assert (options.censor_mode, options.censor_rate, options.censor_seed, options.seed) == ("size", 0.5, 2, 2)
-    assert (options.backbone, options.in_plane_size, options.pixel_spacing) == ("mobilenet_v3_large", 96, 2.0)
-    assert options.epochs * options.steps_per_epoch == PRESETS["small"].steps_per_run == 150
+    assert (options.backbone, options.output_stride, options.in_plane_size, options.pixel_spacing) == \
+        ("mobilenet_v3_large", 8, 192, 1.0)
+    assert options.epochs * options.steps_per_epoch == PRESETS["small"].steps_per_run == 200
     paper = PRESETS["paper"].train_options(Path("d"), Path("r"), BASELINE, seed=0, device="cuda")
-    assert (paper.loss, paper.backbone, paper.in_plane_size, paper.pixel_spacing, paper.slice_spacing) == \
-        ("ce", "resnet50", 256, 0.9375, 1.0)
+    assert (paper.loss, paper.backbone, paper.output_stride, paper.in_plane_size, paper.pixel_spacing,
+            paper.slice_spacing) == ("ce", "resnet50", 8, 256, 0.9375, 1.0)
 
 
 def test_preset_files_are_checked_field_by_field(tmp_path):
@@ -322,6 +330,14 @@ def test_report_only_rebuilds_the_report_without_training(micro_grid, tmp_path):
     assert runs.count("| finished earlier |") == 2 and runs.count("| missing |") == 5
     assert (out / "figures" / "fig3_probability_histograms.png").is_file()
     assert {run.run_id: event_names(run_folder(out, run)) for run in MICRO_RUNS} == events
+
+    key_only = subprocess.run(
+        [sys.executable, "-m", "BrainMetSegLib", "experiment", "--dataset", str(data), "--out", str(out),
+         "--preset", str(preset_file), "--tables", "1", "--seeds", "0", "--report-only", "--key-rows-only"],
+        capture_output=True, text=True, timeout=300)
+    assert key_only.returncode == 0, key_only.stderr
+    assert "1 run(s) not finished yet" in key_only.stderr  # censored CE; the other two key rows are done
+    assert f"{command} --key-rows-only" in (out / "report.md").read_text()
 
 
 # ---------------------------------------------------------------------------------- refusals

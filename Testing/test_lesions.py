@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from BrainMetSegLib.errors import BrainMetSegError
-from BrainMetSegLib.lesions import (TABLE_COLUMNS, axial_axis, connected_components, find_lesions,
-                                    format_lesion_table, lesion_table, measure_lesions, rank_components,
-                                    write_lesion_csv)
+from BrainMetSegLib.lesions import (TABLE_COLUMNS, axial_axis, component_statistics, connected_components,
+                                    find_lesions, format_lesion_table, lesion_table, measure_lesions,
+                                    occupied_box, rank_components, write_lesion_csv)
 from BrainMetSegLib.volumes import Volume, make_affine, write_volume
 
 from helpers_lesions import ball, grid_centre_ras, oblique_affine
@@ -106,6 +106,42 @@ def test_equal_confidence_goes_to_the_larger_lesion_first():
     components, confidence = rank_components(probability)
     assert list(confidence) == [0.5, 0.5]
     assert components[6, 6, 6] == 1 and components[1, 1, 1] == 2
+
+
+def test_statistics_from_the_labelled_voxels_agree_with_cc3d_on_the_whole_volume():
+    """The sparse computation (only labelled voxels are visited) against cc3d's dense one."""
+    import cc3d
+
+    rng = np.random.default_rng(3)
+    labels = np.zeros((40, 30, 20), dtype=np.int32)
+    for label in (1, 2, 4, 7):  # 3, 5 and 6 absent
+        for _ in range(int(rng.integers(1, 30))):
+            labels[tuple(rng.integers(0, n) for n in labels.shape)] = label
+    voxels, centroids, boxes = component_statistics(labels)
+    expected = cc3d.statistics(labels)
+    np.testing.assert_array_equal(voxels, expected["voxel_counts"][1:])
+    np.testing.assert_allclose(centroids, expected["centroids"][1:], equal_nan=True)
+    assert boxes == list(expected["bounding_boxes"][1:])
+    assert [box is None for box in boxes] == [False, False, True, False, True, True, False]
+
+
+def test_occupied_box_is_the_tight_box_and_empty_without_voxels():
+    mask = np.zeros((10, 12, 14), dtype=bool)
+    mask[2, 5, 7] = mask[6, 3, 13] = True
+    assert occupied_box(mask) == (slice(2, 7), slice(3, 6), slice(7, 14))
+    assert occupied_box(np.zeros((4, 4, 4))) == (slice(0, 0),) * 3
+
+
+def test_lesions_near_opposite_corners_keep_their_place_in_the_whole_map():
+    probability = np.zeros((30, 30, 30), dtype=np.float32)
+    probability[0:2, 0:2, 0:2] = 0.9
+    probability[27:30, 28:30, 26:30] = 0.5
+    components, lesions = find_lesions(probability, np.eye(4))
+    assert components.shape == probability.shape
+    assert np.array_equal(components == 1, probability == np.float32(0.9))
+    assert np.array_equal(components == 2, probability == np.float32(0.5))
+    assert [lesion.bbox for lesion in lesions] == [((0, 2), (0, 2), (0, 2)), ((27, 30), (28, 30), (26, 30))]
+    assert lesions[1].centroid_ras == pytest.approx((28.0, 28.5, 27.5))
 
 
 def test_no_lesion_gives_empty_results():

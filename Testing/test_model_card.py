@@ -13,7 +13,7 @@ SOURCE = "/models/m/model.json"
 
 FIELDS = [
     "format", "name", "backbone", "input_roles", "slices_per_frame", "pixel_spacing_mm", "slice_spacing_mm",
-    "in_plane_size", "orientation", "brain_mask", "normalisation", "probability_threshold", "operating_point",
+    "in_plane_size", "output_stride", "orientation", "brain_mask", "normalisation", "probability_threshold", "operating_point",
     "intended_use", "synthetic_training_data", "training", "created",
 ]
 
@@ -42,6 +42,7 @@ def test_defaults_follow_the_design():
     assert document["slices_per_frame"] == 5
     assert document["pixel_spacing_mm"] == [0.9375, 0.9375] and document["slice_spacing_mm"] == 1.0
     assert document["in_plane_size"] == [256, 256]
+    assert document["output_stride"] is None  # the backbone's default
     assert (document["orientation"], document["brain_mask"], document["normalisation"]) == (
         "closest-axial", "supplied-or-nonzero-bravo", "zscore-brain")
     assert document["probability_threshold"] == 0.1
@@ -96,6 +97,8 @@ def test_integers_accepted_for_real_numbers():
         ("slice_spacing_mm", None, "expected a positive number"),
         ("in_plane_size", [256, 256.0], "two positive integers"),
         ("in_plane_size", [256, 0], "two positive integers"),
+        ("output_stride", 32, "32; a mobilenet_v3_large is built with output stride 16, 8, 4"),
+        ("output_stride", 8.0, "8.0; a mobilenet_v3_large is built with output stride 16, 8, 4"),
         ("orientation", "native", "'native' is not one of closest-axial"),
         ("brain_mask", "none", "is not one of supplied-or-nonzero-bravo"),
         ("normalisation", "minmax", "is not one of zscore-brain"),
@@ -117,6 +120,19 @@ def test_bad_field_refused_naming_file_and_field(field, value, reason):
     message = str(raised.value)
     assert message.startswith(f"{SOURCE}: field '{field}': ")
     assert reason in message
+
+
+def test_output_stride_is_optional_for_models_written_before_it_existed():
+    document = config().to_json()
+    del document["output_stride"]
+    older = ModelConfig.from_json(document, SOURCE)
+    assert older.output_stride is None and older.network_output_stride == 16
+    document["output_stride"] = 4
+    assert ModelConfig.from_json(document, SOURCE).network_output_stride == 4
+    assert ModelConfig(name="m").network_output_stride == 8  # resnet50
+    document = ModelConfig(name="m", output_stride=16).to_json()
+    with pytest.raises(BrainMetSegError, match="16; a resnet50 is built with output stride 8$"):
+        ModelConfig.from_json(document, SOURCE)
 
 
 def test_created_with_z_suffix_accepted():

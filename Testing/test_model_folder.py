@@ -57,6 +57,18 @@ def test_round_trip_gives_identical_outputs(tmp_path, trained):
         assert torch.equal(network.state_dict()[key], value), key
 
 
+def test_output_stride_is_restored_with_the_weights(tmp_path, trained):
+    fine = build_network("mobilenet_v3_large", output_stride=8).eval()
+    fine.load_state_dict(trained.state_dict())
+    folder = save_model_folder(tmp_path / "m", fine.state_dict(), config(output_stride=8))
+    network, loaded = load_model_folder(folder)
+    assert loaded.output_stride == 8 and network.output_stride == 8
+    x = torch.randn(1, 20, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(network(x), fine(x))
+        assert not torch.allclose(network(x), trained(x))  # the stride changes what is computed
+
+
 def test_non_contiguous_tensors_are_saved(tmp_path, trained):
     state = dict(trained.state_dict())
     key = "deeplab.classifier.4.weight"  # 2x256x1x1: a transposed copy is non-contiguous

@@ -22,7 +22,7 @@ def networks(tmp_path_factory: pytest.TempPathFactory):
 
 def test_backbones():
     assert BACKBONES == ("resnet50", "resnet101", "mobilenet_v3_large")
-    assert build_network.__defaults__ == ("resnet50", 20, 2)
+    assert build_network.__defaults__ == ("resnet50", 20, 2, None)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -117,3 +117,43 @@ def test_batch_norm_statistics_follow_short_trainings_in_every_backbone():
     first = norms[0]
     batch_mean = network.deeplab.backbone["0"][0](frames).mean(dim=(0, 2, 3))
     torch.testing.assert_close(first.running_mean, batch_mean, atol=0.1, rtol=0.05)
+
+
+def _feature_size(network: SegmentationNetwork, size: int) -> int:
+    with torch.no_grad():
+        return network.deeplab.backbone(torch.zeros(1, 20, size, size))["out"].shape[-1]
+
+
+def test_output_stride_sets_the_resolution_of_the_logits_and_keeps_the_weights(networks):
+    """MobileNetV3 at 16 (torchvision's), 8 and 4: the backbone's map is frame / stride, every
+    parameter keeps its name and shape, so one set of weights runs at any stride."""
+    assert networks["mobilenet_v3_large"].output_stride == 16
+    assert networks["resnet50"].output_stride == 8 and _feature_size(networks["resnet50"], 64) == 8
+    reference = networks["mobilenet_v3_large"].state_dict()
+    for stride in (16, 8, 4):
+        network = build_network("mobilenet_v3_large", output_stride=stride).eval()
+        assert network.output_stride == stride and _feature_size(network, 64) == 64 // stride
+        assert {k: v.shape for k, v in network.state_dict().items()} == {k: v.shape for k, v in reference.items()}
+        network.load_state_dict(reference)
+        with torch.no_grad():
+            assert network(torch.randn(1, 20, 64, 48)).shape == (1, 2, 64, 48)
+
+
+def test_dilation_keeps_the_receptive_field_of_each_convolution():
+    """At stride 8 the convolutions after the replaced stride are dilated by 2 (4 in the last
+    stage, which torchvision already dilates by 2), as DeepLabv3 dilates ResNets."""
+    coarse = build_network("mobilenet_v3_large", output_stride=16)
+    fine = build_network("mobilenet_v3_large", output_stride=8)
+    pairs = [(a, b) for a, b in zip(coarse.modules(), fine.modules()) if isinstance(a, torch.nn.Conv2d)]
+    changed = [(a, b) for a, b in pairs if (a.stride, a.dilation) != (b.stride, b.dilation)]
+    assert changed and all(b.padding == tuple(b.dilation[0] * (k - 1) // 2 for k in b.kernel_size)
+                           for _, b in changed)
+    assert sum(a.stride == (2, 2) and b.stride == (1, 1) for a, b in changed) == 1
+    assert {b.dilation[0] // a.dilation[0] for a, b in changed if a.stride == b.stride} == {2}
+
+
+@pytest.mark.parametrize("backbone, stride", [("resnet50", 16), ("mobilenet_v3_large", 32),
+                                              ("mobilenet_v3_large", True)])
+def test_output_strides_a_backbone_cannot_take_are_refused(backbone, stride):
+    with pytest.raises(BrainMetSegError, match=rf"^output stride: {stride!r}; a {backbone} is built with output stride"):
+        build_network(backbone, output_stride=stride)

@@ -248,6 +248,7 @@ def test_the_model_folder_loads_and_records_how_it_was_made(uninterrupted):
     run, _ = uninterrupted
     network, config = load_model_folder(run / "model")
     assert config.backbone == "mobilenet_v3_large" and config.in_plane_size == [32, 32]
+    assert config.output_stride == network.output_stride == 8
     assert config.pixel_spacing_mm == [2.0, 2.0] and config.slice_spacing_mm == 2.0
     assert 0.0 <= config.operating_point <= 1.0
     training = config.training
@@ -357,6 +358,7 @@ def test_bad_option_is_refused_naming_it(dataset, tmp_path):
     ("pixel_spacing", -1.0, "pixel_spacing (--pixel-spacing): -1.0; must be a positive number of mm"),
     ("seed", -3, "seed (--seed): -3; must be an integer >= 0"),
     ("backbone", "vgg", "backbone (--backbone): 'vgg'; choose one of"),
+    ("output_stride", 0, "output_stride (--output-stride): 0; must be a positive integer"),
 ])
 def test_impossible_options_are_refused_naming_the_option(field, value, message, tmp_path):
     from BrainMetSegLib.errors import BrainMetSegError
@@ -384,6 +386,20 @@ def test_fine_tuning_refuses_a_backbone_other_than_the_models():
     cpu = resolve_options(TrainOptions(dataset=Path("d"), out=Path("r")), "cpu")
     gpu = resolve_options(TrainOptions(dataset=Path("d"), out=Path("r")), "cuda")
     assert (cpu.backbone, gpu.backbone, cpu.in_plane_size) == ("mobilenet_v3_large", "resnet50", 256)
+    assert (cpu.output_stride, gpu.output_stride, resolved.output_stride) == (16, 8, 8)
+
+
+def test_output_stride_follows_the_fine_tuned_model_and_must_suit_the_backbone():
+    from BrainMetSegLib.errors import BrainMetSegError
+    from BrainMetSegLib.model_card import ModelConfig
+    from BrainMetSegLib.train_options import TrainOptions, resolve_options
+
+    config = ModelConfig(name="m", backbone="mobilenet_v3_large", output_stride=4)
+    assert resolve_options(TrainOptions(dataset=Path("d"), out=Path("r"), init_model="m"), "cpu",
+                           config).output_stride == 4
+    with pytest.raises(BrainMetSegError, match=r"^output_stride \(--output-stride\): 16; a resnet50 is built "
+                                               r"with output stride 8$"):
+        resolve_options(TrainOptions(dataset=Path("d"), out=Path("r"), backbone="resnet50", output_stride=16), "cpu")
 
 
 def test_a_dataset_without_labelled_training_cases_is_refused(tmp_path):
@@ -478,8 +494,9 @@ def test_fine_tuning_starts_from_the_given_model(uninterrupted, dataset, tmp_pat
                            steps_per_epoch=1, workers=1, lr=1e-12, init_model=str(source))
     tuned, config = load_model_folder(train(options))
     original, original_config = load_model_folder(source)
-    assert (config.backbone, config.in_plane_size, config.pixel_spacing_mm) == (
-        original_config.backbone, original_config.in_plane_size, original_config.pixel_spacing_mm)
+    assert (config.backbone, config.in_plane_size, config.pixel_spacing_mm, config.output_stride) == (
+        original_config.backbone, original_config.in_plane_size, original_config.pixel_spacing_mm,
+        original_config.output_stride)
     assert config.training["init_model"] == str(source)
     originals = dict(original.named_parameters())
     for name, parameter in tuned.named_parameters():  # one step of a vanishing learning rate

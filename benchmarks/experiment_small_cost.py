@@ -92,7 +92,8 @@ def main() -> None:
         # skip the first two steps (allocator and thread-pool warm-up)
         (wall0, cpu0), (wall1, cpu1) = marks[2], marks[-1]
         steps = len(marks) - 3
-        print(f"preset {preset.name}: {preset.backbone}, {preset.in_plane_size} px, batch {preset.batch_size}, "
+        print(f"preset {preset.name}: {preset.backbone} at output stride {preset.output_stride}, "
+              f"{preset.in_plane_size} px of {preset.pixel_spacing_mm:g} mm, batch {preset.batch_size}, "
               f"torch threads {torch.get_num_threads()}")
         print(f"training step: {(wall1 - wall0) / steps:.3f} s wall, {(cpu1 - cpu0) / steps:.3f} s CPU "
               f"(mean over steps 3 to {len(marks)})")

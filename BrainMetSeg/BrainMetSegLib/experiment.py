@@ -213,10 +213,11 @@ def _training_finished(folder: Path) -> bool:
 
 def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Optional[Sequence[int]] = None,
              tables: Optional[Sequence[int]] = None, device: str = "auto", report_only: bool = False,
-             runs: Optional[Sequence[Run]] = None,
+             runs: Optional[Sequence[Run]] = None, key_rows_only: bool = False,
              log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
              progress: Optional[Progress] = None) -> List[RunOutcome]:
-    """Every run of `tables` with `seeds` (default: the preset's), or just `runs` when given:
+    """Every run of `tables` (only their key rows with `key_rows_only`) with `seeds` (default:
+    the preset's), or just `runs` when given:
     skipped when finished, trained and evaluated otherwise (nothing is trained with
     `report_only`). A failing run is reported and the grid goes on; TrainingStopped (Ctrl-C,
     SIGTERM) stops the grid with GridStopped."""
@@ -232,7 +233,7 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
 
         resolve_device(device)  # an unusable device is refused before the first run, not after an hour
     claim_folder(out, preset, dataset)
-    runs = plan_runs(tables, seeds) if runs is None else list(runs)
+    runs = plan_runs(tables, seeds, key_rows_only) if runs is None else list(runs)
     outcomes: List[RunOutcome] = []
     for number, run in enumerate(runs):
         folder = run_folder(out, run)

@@ -26,6 +26,7 @@ _SMALL_COHORT = SYNTH_PRESETS["small"]
 class ExperimentPreset:
     name: str
     backbone: str
+    output_stride: int
     in_plane_size: int
     pixel_spacing_mm: float
     slice_spacing_mm: float
@@ -52,7 +53,7 @@ class ExperimentPreset:
         every case (uniform loss), the row's censoring seeded like the run."""
         return TrainOptions(
             dataset=Path(dataset), out=Path(out), loss=row.loss, alpha=row.alpha, beta=row.beta,
-            uniform_loss=True, backbone=self.backbone, epochs=self.epochs,
+            uniform_loss=True, backbone=self.backbone, output_stride=self.output_stride, epochs=self.epochs,
             steps_per_epoch=self.steps_per_epoch, batch_size=self.batch_size, lr=self.lr,
             censor_mode=row.censor, censor_rate=row.censor_rate,
             censor_seed=seed, seed=seed, in_plane_size=self.in_plane_size,
@@ -67,14 +68,13 @@ class ExperimentPreset:
 
 PRESETS: Dict[str, ExperimentPreset] = {
     "paper": ExperimentPreset(
-        name="paper", backbone="resnet50", in_plane_size=256, pixel_spacing_mm=0.9375, slice_spacing_mm=1.0,
+        name="paper", backbone="resnet50", output_stride=8, in_plane_size=256, pixel_spacing_mm=0.9375, slice_spacing_mm=1.0,
         epochs=10, steps_per_epoch=None, batch_size=16, lr=1e-3, seeds=(0,), cases=156,
         synthetic_preset="default"),
     "small": ExperimentPreset(
-        name="small", backbone="mobilenet_v3_large", in_plane_size=96,
-        pixel_spacing_mm=float(_SMALL_COHORT.spacing[0]), slice_spacing_mm=float(_SMALL_COHORT.spacing[2]),
-        epochs=3, steps_per_epoch=50, batch_size=8, lr=3e-3, seeds=(0, 1, 2), cases=40,
-        synthetic_preset="small"),
+        name="small", backbone="mobilenet_v3_large", output_stride=8, in_plane_size=192, pixel_spacing_mm=1.0,
+        slice_spacing_mm=float(_SMALL_COHORT.spacing[2]), epochs=2, steps_per_epoch=100, batch_size=4, lr=3e-3,
+        seeds=(0, 1, 2), cases=40, synthetic_preset="small"),
 }
 
 

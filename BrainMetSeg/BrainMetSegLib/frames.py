@@ -234,8 +234,17 @@ def _sample_axis(data: np.ndarray, axis: int, coordinate: np.ndarray) -> np.ndar
     shape = [1] * data.ndim
     shape[axis] = -1
     if not weight.any():
-        if inside.all() and np.array_equal(low, np.arange(low[0], low[0] + low.size)):
-            return data[(slice(None),) * axis + (slice(low[0], low[0] + low.size),)]
+        kept = np.flatnonzero(inside)  # one run: the coordinate is increasing
+        source = low[kept]
+        if kept.size and np.array_equal(source, np.arange(source[0], source[0] + source.size)):
+            copied = data[(slice(None),) * axis + (slice(source[0], source[0] + source.size),)]
+            if kept.size == low.size:
+                return copied
+            out_shape = list(data.shape)
+            out_shape[axis] = low.size
+            out = np.zeros(out_shape, dtype=np.float32)
+            out[(slice(None),) * axis + (slice(kept[0], kept[0] + kept.size),)] = copied
+            return out
         out = np.take(data, low, axis=axis)
     else:
         out = np.take(data, np.minimum(low + 1, n - 1), axis=axis)
@@ -252,14 +261,18 @@ def _sample_axis(data: np.ndarray, axis: int, coordinate: np.ndarray) -> np.ndar
 
 
 def _zscore(images: np.ndarray, brain: np.ndarray, case_id: str) -> None:
-    """In place: each sequence to mean 0, std 1 over brain voxels; 0 outside the brain."""
+    """In place: each sequence to mean 0, std 1 over brain voxels; 0 outside the brain.
+
+    Statistics accumulate in float64 (a study has millions of brain voxels); the volume itself
+    is rescaled in place, without float64 or masked copies of it."""
     for channel, role in enumerate(ROLES):
-        values = images[channel][brain].astype(np.float64)
-        mean, std = float(values.mean()), float(values.std())
+        values = images[channel][brain]
+        mean, std = float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64))
         if not std > 1e-6 * max(1.0, abs(mean)):
             raise BrainMetSegError(
                 f"{case_id}: {role} is constant over the brain (value {mean:g} on {values.size} voxels); "
                 "it cannot be normalised (z-score needs a non-zero standard deviation)")
-        normalised = (images[channel] - mean) / std
-        normalised[~brain] = 0.0
-        images[channel] = normalised
+        volume = images[channel]
+        volume -= np.float32(mean)
+        volume *= np.float32(1.0 / std)
+        np.multiply(volume, brain, out=volume)

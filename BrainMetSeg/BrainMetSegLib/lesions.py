@@ -4,8 +4,9 @@ A lesion is a 26-connected component (two voxels touching only at a corner belon
 lesion, as DESIGN.md fixes for labels, predictions and censoring alike). Every measurement is
 physical (RAS mm through the volume's affine), so a lesion keeps its size and position
 whatever the voxel spacing or orientation of the file it came from. Per-voxel work is
-vectorised (cc3d labelling and statistics, np.bincount); only the axial diameter loops, over lesions
-and their slices, on each lesion's own bounding box.
+vectorised (cc3d labelling, np.bincount) and confined to the voxels that matter (a study's
+lesions fill well under 1% of it, so this makes extraction several times faster); only the axial diameter loops, over lesions and their slices, on each lesion's own
+bounding box.
 """
 from __future__ import annotations
 
@@ -108,6 +109,16 @@ def connected_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
     return labels.astype(np.int32, copy=False), int(count)
 
 
+def occupied_box(mask: np.ndarray) -> Tuple[slice, ...]:
+    """The smallest box holding every non-zero voxel of a 3D mask (empty slices when none)."""
+    mask = np.asarray(mask)
+    box = []
+    for axis in range(mask.ndim):
+        occupied = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(occupied[0]), int(occupied[-1]) + 1) if occupied.size else slice(0, 0))
+    return tuple(box)
+
+
 def rank_components(probability: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Tuple[np.ndarray, np.ndarray]:
     """Components of probability >= threshold relabelled so that 1 is the most confident.
 
@@ -116,27 +127,54 @@ def rank_components(probability: np.ndarray, threshold: float = DEFAULT_THRESHOL
     is the cheap part of `find_lesions` (no diameters), which the metrics use every epoch.
     """
     probability = check_probability(probability)
-    components, count = connected_components(probability >= check_threshold(threshold))
-    voxels = np.bincount(components.ravel(), minlength=count + 1)[1:]
-    sums = np.bincount(components.ravel(), weights=probability.ravel(), minlength=count + 1)[1:]
+    mask = probability >= check_threshold(threshold)
+    box = occupied_box(mask)
+    inside, count = connected_components(mask[box])
+    voxels = np.bincount(inside.ravel(), minlength=count + 1)[1:]
+    sums = np.bincount(inside.ravel(), weights=probability[box].ravel(), minlength=count + 1)[1:]
     confidence = sums / np.maximum(voxels, 1)
     order = np.lexsort((np.arange(count), -voxels, -confidence))
     new_label = np.zeros(count + 1, dtype=np.int32)
     new_label[order + 1] = np.arange(1, count + 1, dtype=np.int32)
-    return new_label[components], confidence[order]
+    components = np.zeros(probability.shape, dtype=np.int32)
+    components[box] = new_label[inside]
+    return components, confidence[order]
 
 
 def component_statistics(components: np.ndarray) -> Tuple[np.ndarray, np.ndarray, List[Optional[Tuple[slice, ...]]]]:
-    """Voxel counts, mean voxel indices and bounding boxes of labels 1..max, in one pass (cc3d).
+    """Voxel counts, mean voxel indices and bounding boxes of labels 1..max.
 
     Absent labels get 0 voxels, a NaN centroid and a None box. The mean of the voxel centres in
     RAS is the affine image of the mean index (the map is affine), so the centroid is exact in
-    index space too, which the TP box test of the metrics needs.
+    index space too, which the TP box test of the metrics needs. Computed from the labelled
+    voxels alone (`labelled_voxels`), so the cost follows the lesions, not the volume.
     """
-    import cc3d
+    components = _check_components(components)
+    return _statistics(*labelled_voxels(components), components.shape)
 
-    stats = cc3d.statistics(_check_components(components))
-    return stats["voxel_counts"][1:].astype(np.int64), stats["centroids"][1:], stats["bounding_boxes"][1:]
+
+def _statistics(where: np.ndarray, labels: np.ndarray, shape: Tuple[int, ...]
+                ) -> Tuple[np.ndarray, np.ndarray, List[Optional[Tuple[slice, ...]]]]:
+    count = int(labels.max()) if labels.size else 0
+    voxels = np.bincount(labels, minlength=count + 1)[1:].astype(np.int64)
+    ijk = np.unravel_index(where, shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centroids = np.stack([np.bincount(labels, weights=axis, minlength=count + 1)[1:] for axis in ijk], axis=1) \
+            / voxels[:, None]
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(1, count + 2))
+    boxes: List[Optional[Tuple[slice, ...]]] = []
+    for label in range(count):
+        run = order[starts[label]:starts[label + 1]]
+        boxes.append(tuple(slice(int(axis[run].min()), int(axis[run].max()) + 1) for axis in ijk) if run.size else None)
+    return voxels, centroids, boxes
+
+
+def labelled_voxels(components: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Flat (C-order) indices of the non-zero voxels and their labels."""
+    flat = components.ravel()
+    where = np.flatnonzero(flat != 0)  # twice as fast as on the integers
+    return where, flat[where]
 
 
 # ---------------------------------------------------------------------------------- measuring
@@ -186,13 +224,14 @@ def measure_lesions(components: np.ndarray, affine: np.ndarray,
         probability = check_probability(probability)
         if probability.shape != components.shape:
             raise BrainMetSegError(f"probability: shape {probability.shape} differs from the components' {components.shape}")
-    voxels, centroids_ijk, boxes = component_statistics(components)
+    where, labels = labelled_voxels(components)
+    voxels, centroids_ijk, boxes = _statistics(where, labels, components.shape)
     present = np.flatnonzero(voxels) + 1
     centroids = apply_affine(affine, centroids_ijk[present - 1])
     voxel_mm3 = abs(float(np.linalg.det(affine[:3, :3])))
     confidences = None
     if probability is not None:
-        sums = np.bincount(components.ravel(), weights=probability.ravel(), minlength=len(voxels) + 1)[1:]
+        sums = np.bincount(labels, weights=probability.ravel()[where], minlength=len(voxels) + 1)[1:]
         confidences = sums[present - 1] / voxels[present - 1]
     axis = axial_axis(affine)
     lesions = []

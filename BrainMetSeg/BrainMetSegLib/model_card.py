@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from .errors import BrainMetSegError
 from .roles import ROLES
@@ -39,6 +39,19 @@ SYNTHETIC_WARNING = (
     "its findings on real MRI are meaningless."
 )
 
+OUTPUT_STRIDES = {"resnet50": (8,), "resnet101": (8,), "mobilenet_v3_large": (16, 8, 4)}
+"""Output strides each backbone can be built with, torchvision's default first. The network's
+logits are computed at 1/stride of the frame and upsampled bilinearly: at stride 16 on 2 mm
+pixels a logit covers 32 mm, too coarse to place a 5 mm lesion (whose predicted centroid must
+fall inside it); the paper's ResNet-50 works at 8 (7.5 mm at 0.94 mm pixels). MobileNetV3 is
+made finer by dilating its later stages instead of striding (as DeepLabv3 does for ResNets);
+the weights are the same at any stride."""
+
+
+def default_output_stride(backbone: str) -> int:
+    return OUTPUT_STRIDES[backbone][0]
+
+
 LOSS_TITLES = {
     "ce": "weighted cross-entropy (eq. 1)",
     "bootstrap": "bootstrap (eq. 2)",
@@ -62,6 +75,9 @@ class ModelConfig:
     pixel_spacing_mm: List[float] = dataclasses.field(default_factory=lambda: [0.9375, 0.9375])  # [row, col]
     slice_spacing_mm: float = 1.0
     in_plane_size: List[int] = dataclasses.field(default_factory=lambda: [256, 256])  # [rows, cols]
+    output_stride: Optional[int] = None
+    """Frame pixels per logit (OUTPUT_STRIDES); None = the backbone's torchvision default. Models
+    written before this field existed have none and were built with that default."""
     orientation: str = "closest-axial"
     brain_mask: str = "supplied-or-nonzero-bravo"
     normalisation: str = "zscore-brain"
@@ -74,6 +90,10 @@ class ModelConfig:
     training: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """Training summary: loss, alpha, beta, censoring, data, epochs, validation metrics, ..."""
     created: str = dataclasses.field(default_factory=_now)
+
+    @property
+    def network_output_stride(self) -> int:
+        return default_output_stride(self.backbone) if self.output_stride is None else self.output_stride
 
     @property
     def in_channels(self) -> int:
@@ -92,6 +112,7 @@ class ModelConfig:
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(ModelConfig))
+_OPTIONAL_FIELDS = ("output_stride",)
 
 
 def _is_number(value: Any) -> bool:
@@ -114,7 +135,7 @@ def _parse(obj: Any, source: str) -> ModelConfig:
     unknown = [key for key in obj if key not in _FIELDS]
     if unknown:
         raise BrainMetSegError(f"{source}: unknown field(s) {', '.join(map(repr, unknown))}")
-    missing = [field for field in _FIELDS if field not in obj]
+    missing = [field for field in _FIELDS if field not in obj and field not in _OPTIONAL_FIELDS]
     if missing:
         raise BrainMetSegError(f"{source}: missing field(s) {', '.join(missing)}")
 
@@ -157,6 +178,10 @@ def _parse(obj: Any, source: str) -> ModelConfig:
     size = obj["in_plane_size"]
     if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
         raise fail("in_plane_size", f"expected [rows, columns], two positive integers, got {size!r}")
+    stride = obj.get("output_stride")
+    if stride is not None and (not _is_int(stride) or stride not in OUTPUT_STRIDES[obj["backbone"]]):
+        strides = ", ".join(map(str, OUTPUT_STRIDES[obj["backbone"]]))
+        raise fail("output_stride", f"{stride!r}; a {obj['backbone']} is built with output stride {strides}")
     threshold = obj["probability_threshold"]
     if not _is_number(threshold) or not 0 < threshold < 1:
         raise fail("probability_threshold", f"expected a number in (0, 1), got {threshold!r}")
@@ -177,6 +202,7 @@ def _parse(obj: Any, source: str) -> ModelConfig:
         pixel_spacing_mm=[float(v) for v in spacing],
         slice_spacing_mm=float(obj["slice_spacing_mm"]),
         in_plane_size=list(size),
+        output_stride=stride,
         orientation=obj["orientation"],
         brain_mask=obj["brain_mask"],
         normalisation=obj["normalisation"],
@@ -208,7 +234,8 @@ def card_text(config: ModelConfig) -> str:
     if config.synthetic_training_data:
         lines.append(SYNTHETIC_WARNING)
     lines.append(f"Intended use: {config.intended_use}")
-    lines.append(f"Network: {BACKBONE_TITLES.get(config.backbone, config.backbone)}")
+    lines.append(f"Network: {BACKBONE_TITLES.get(config.backbone, config.backbone)}, output stride "
+                 f"{config.network_output_stride}")
     row, col = config.pixel_spacing_mm
     lines.append(
         f"Input: {', '.join(config.input_roles)}; {config.slices_per_frame} axial slices each "

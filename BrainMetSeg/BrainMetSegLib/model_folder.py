@@ -152,7 +152,8 @@ def load_model_folder(
     config = read_model_config(folder)
     weights_path = folder / WEIGHTS_FILE
     weights = _read_weights(weights_path)
-    network = build_network(config.backbone, in_channels=config.in_channels, num_classes=2)
+    network = build_network(config.backbone, in_channels=config.in_channels, num_classes=2,
+                            output_stride=config.network_output_stride)
     problems = _mismatch(network.state_dict(), weights)
     if problems:
         raise BrainMetSegError(

@@ -63,6 +63,7 @@ from .dataset import CaseEntry, read_dataset
 from .devices import autocast, device_description, resolve_device
 from .errors import BrainMetSegError
 from .events import EVENTS_FILE, EventWriter
+from .fast_path import skip_padding_taps
 from .frames import Prepared, prepare_case
 from .losses import Loss, WeightedCrossEntropyLoss, make_loss
 from .metrics import CaseEvaluation, evaluate_case, operating_point, summarise
@@ -435,7 +436,9 @@ class _Run:
     def _build_model(self) -> None:
         options, device = self.options, self.device
         torch.manual_seed(seed_for(options.seed, STREAM_INIT))
-        network = build_network(options.backbone, in_channels=len(ROLES) * SLICES, num_classes=2)
+        network = build_network(options.backbone, in_channels=len(ROLES) * SLICES, num_classes=2,
+                                output_stride=options.output_stride)
+        skip_padding_taps(network)  # exact (fast_path.py): same loss and gradients, less work
         if options.init_model is not None:
             folder = resolve_model(options.init_model)
             initial, config = load_model_folder(folder, "cpu")
@@ -702,7 +705,7 @@ class _Run:
         return ModelConfig(
             name=o.model_name, backbone=o.backbone, pixel_spacing_mm=[o.pixel_spacing, o.pixel_spacing],
             slice_spacing_mm=o.slice_spacing, in_plane_size=[o.in_plane_size, o.in_plane_size],
-            slices_per_frame=SLICES, probability_threshold=VALIDATION_THRESHOLD,
+            output_stride=o.output_stride, slices_per_frame=SLICES, probability_threshold=VALIDATION_THRESHOLD,
             operating_point=VALIDATION_THRESHOLD if point is None else float(point),
             synthetic_training_data=self.data.synthetic, training=self._summary())
 

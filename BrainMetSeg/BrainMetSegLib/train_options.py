@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import BrainMetSegError
 from .events import EVENTS_FILE
+from .model_card import OUTPUT_STRIDES, default_output_stride
 
 LOSS_CHOICES = ("ce", "bootstrap", "lopsided")
 CENSOR_MODES = ("none", "stochastic", "size")
@@ -71,6 +72,12 @@ class TrainOptions:
     backbone: Optional[str] = _option(None, "DeepLabv3 backbone (default: mobilenet_v3_large on a "
                                             "CPU, resnet50 on a GPU, the fine-tuned model's with "
                                             "--init-model)", choices=BACKBONE_CHOICES)
+    output_stride: Optional[int] = _option(None, "frame pixels per logit of the network: 8 for the ResNets; "
+                                                 "16 (torchvision's, fastest), 8 or 4 for MobileNetV3. "
+                                                 "Default: the backbone's (or the fine-tuned model's). A "
+                                                 "logit must be fine enough to place a small lesion: "
+                                                 "aim at <= 8 mm (stride x pixel spacing)", type=int,
+                                           metavar="N")
     epochs: int = _option(10, "epochs (the paper trained about 10); validation and model "
                               "selection after each", type=int)
     max_steps: Optional[int] = _option(None, "stop after this many optimiser steps in total "
@@ -183,7 +190,8 @@ def check_options(options: TrainOptions) -> None:
     if o.backbone is not None and o.backbone not in BACKBONE_CHOICES:
         raise _fail("backbone", f"{o.backbone!r}; choose one of {', '.join(BACKBONE_CHOICES)}")
     positive_integers = ["epochs", "batch_size", "log_every", "workers"]
-    positive_integers += [name for name in ("max_steps", "steps_per_epoch", "in_plane_size") if getattr(o, name) is not None]
+    positive_integers += [name for name in ("max_steps", "steps_per_epoch", "in_plane_size", "output_stride")
+                          if getattr(o, name) is not None]
     for name in positive_integers:
         value = getattr(o, name)
         if not _integer(value) or value < 1:
@@ -247,7 +255,8 @@ def resolve_options(options: TrainOptions, device_type: str, init_config: Any = 
             raise _fail("init_model", f"{options.init_model}: frames {rows}x{cols} of {row_mm}x{col_mm} mm; the "
                                       "trainer uses square frames and pixels")
         defaults = {"backbone": init_config.backbone, "in_plane_size": int(rows), "pixel_spacing": float(row_mm),
-                    "slice_spacing": float(init_config.slice_spacing_mm)}
+                    "slice_spacing": float(init_config.slice_spacing_mm),
+                    "output_stride": init_config.network_output_stride}
     else:
         defaults = {"backbone": GPU_BACKBONE if device_type == "cuda" else CPU_BACKBONE,
                     "in_plane_size": DEFAULT_IN_PLANE_SIZE, "pixel_spacing": DEFAULT_PIXEL_SPACING_MM,
@@ -255,6 +264,12 @@ def resolve_options(options: TrainOptions, device_type: str, init_config: Any = 
     for name, value in defaults.items():
         if values[name] is None:
             values[name] = value
+    if values["output_stride"] is None:
+        values["output_stride"] = default_output_stride(values["backbone"])
+    if values["output_stride"] not in OUTPUT_STRIDES[values["backbone"]]:
+        strides = ", ".join(map(str, OUTPUT_STRIDES[values["backbone"]]))
+        raise _fail("output_stride", f"{values['output_stride']!r}; a {values['backbone']} is built with output "
+                                     f"stride {strides}")
     if values["model_name"] is None:
         values["model_name"] = Path(values["out"]).name or "model"
     return TrainOptions(**values)

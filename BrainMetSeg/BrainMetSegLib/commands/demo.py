@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the cohort, the training run and the outputs (default: ./demo)")
     parser.add_argument("--cases", type=int, default=24, help="synthetic cases to make (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
-    parser.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
+    parser.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
 
 

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "censoring modes); other rows use the first (default: the preset's)")
     parser.add_argument("--tables", type=int, nargs="+", choices=(1, 2, 3), metavar="T",
                         help="tables to run, of 1 2 3 (default: all)")
+    parser.add_argument("--key-rows-only", action="store_true",
+                        help="train only the key rows (full and censored CE, censored lopsided 3/0.1), with "
+                             "every seed; the other rows show as not run")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rebuild report.md, results.json and the figures from the finished runs")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     tables = check_tables(args.tables)
     command = grid_command(args, seeds, tables)
     try:
-        outcomes = run_grid(args.dataset, args.out, preset, seeds, tables, args.device, args.report_only)
+        outcomes = run_grid(args.dataset, args.out, preset, seeds, tables, args.device, args.report_only,
+                            key_rows_only=args.key_rows_only)
     except GridStopped as stopped:
         print(f"stopped: {stopped}\nrerun the same command to continue the grid", file=sys.stderr)
         return 130
@@ -66,6 +70,8 @@ def grid_command(args: argparse.Namespace, seeds, tables) -> str:
     """The command line that trains this grid (shown in the report; --report-only left out)."""
     parts = ["brainmetseg", "experiment", "--dataset", str(args.dataset), "--out", str(args.out),
              "--preset", args.preset, "--seeds", *map(str, seeds), "--tables", *map(str, tables)]
+    if args.key_rows_only:
+        parts.append("--key-rows-only")
     if args.device != "auto":
         parts += ["--device", args.device]
     return " ".join(shlex.quote(p) for p in parts)
