@@ -31,8 +31,9 @@ TEST_LESIONS = 3
 LESION_RADIUS = 1.6
 
 MICRO = ExperimentPreset(
-    name="micro", backbone="mobilenet_v3_large", output_stride=16, in_plane_size=32, pixel_spacing_mm=3.0, slice_spacing_mm=3.0,
-    epochs=1, steps_per_epoch=2, batch_size=2, lr=1e-3, seeds=(0,), cases=len(CASES), synthetic_preset="none")
+    name="micro", backbone="mobilenet_v3_large", output_stride=16, in_plane_size=32, pixel_spacing_mm=3.0,
+    slice_spacing_mm=3.0, epochs=1, steps_per_epoch=2, batch_size=2, lr=1e-3, seeds=(0,), cases=len(CASES),
+    synthetic_preset="none")
 """Two optimiser steps of two 32x32 frames: real training, in about a second."""
 
 

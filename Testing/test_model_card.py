@@ -13,8 +13,8 @@ SOURCE = "/models/m/model.json"
 
 FIELDS = [
     "format", "name", "backbone", "input_roles", "slices_per_frame", "pixel_spacing_mm", "slice_spacing_mm",
-    "in_plane_size", "output_stride", "orientation", "brain_mask", "normalisation", "probability_threshold", "operating_point",
-    "intended_use", "synthetic_training_data", "training", "created",
+    "in_plane_size", "output_stride", "orientation", "brain_mask", "normalisation", "probability_threshold",
+    "operating_point", "intended_use", "synthetic_training_data", "training", "created",
 ]
 
 TRAINING = {

@@ -155,5 +155,6 @@ def test_dilation_keeps_the_receptive_field_of_each_convolution():
 @pytest.mark.parametrize("backbone, stride", [("resnet50", 16), ("mobilenet_v3_large", 32),
                                               ("mobilenet_v3_large", True)])
 def test_output_strides_a_backbone_cannot_take_are_refused(backbone, stride):
-    with pytest.raises(BrainMetSegError, match=rf"^output stride: {stride!r}; a {backbone} is built with output stride"):
+    message = rf"^output stride: {stride!r}; a {backbone} is built with output stride"
+    with pytest.raises(BrainMetSegError, match=message):
         build_network(backbone, output_stride=stride)

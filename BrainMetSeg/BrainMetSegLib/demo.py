@@ -1,8 +1,9 @@
 """The main job on built-in data: synthetic cohort → half-censored labels → lopsided model → a study.
 
 It is the product in miniature, sized for a laptop CPU: the `small` synthetic preset (2 mm
-voxels, generated in seconds), MobileNetV3 at 1 mm pixels and a few hundred steps. Everything is cached in the work folder, so a
-second run skips straight to segmenting; a training run that was interrupted resumes.
+voxels, generated in seconds), MobileNetV3 at 1 mm pixels and a few hundred steps. Everything
+is cached in the work folder, so a second run skips straight to segmenting; a training run
+that was interrupted resumes.
 """
 from __future__ import annotations
 

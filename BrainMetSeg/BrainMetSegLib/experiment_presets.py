@@ -68,8 +68,8 @@ class ExperimentPreset:
 
 PRESETS: Dict[str, ExperimentPreset] = {
     "paper": ExperimentPreset(
-        name="paper", backbone="resnet50", output_stride=8, in_plane_size=256, pixel_spacing_mm=0.9375, slice_spacing_mm=1.0,
-        epochs=10, steps_per_epoch=None, batch_size=16, lr=1e-3, seeds=(0,), cases=156,
+        name="paper", backbone="resnet50", output_stride=8, in_plane_size=256, pixel_spacing_mm=0.9375,
+        slice_spacing_mm=1.0, epochs=10, steps_per_epoch=None, batch_size=16, lr=1e-3, seeds=(0,), cases=156,
         synthetic_preset="default"),
     "small": ExperimentPreset(
         name="small", backbone="mobilenet_v3_large", output_stride=8, in_plane_size=192, pixel_spacing_mm=1.0,

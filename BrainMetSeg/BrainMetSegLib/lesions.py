@@ -5,8 +5,8 @@ lesion, as DESIGN.md fixes for labels, predictions and censoring alike). Every m
 physical (RAS mm through the volume's affine), so a lesion keeps its size and position
 whatever the voxel spacing or orientation of the file it came from. Per-voxel work is
 vectorised (cc3d labelling, np.bincount) and confined to the voxels that matter (a study's
-lesions fill well under 1% of it, so this makes extraction several times faster); only the axial diameter loops, over lesions and their slices, on each lesion's own
-bounding box.
+lesions fill well under 1% of it, so this makes extraction several times faster); only the
+axial diameter loops, over lesions and their slices, on each lesion's own bounding box.
 """
 from __future__ import annotations
 
