@@ -249,12 +249,15 @@ def test_micro_grid_trains_predicts_evaluates_and_reports(micro_grid):
     assert "| 1/2 censored (stochastic) | 10, 1 | – | – | – | – | – | none (seed 0 not run) |" in text
     assert "symmetric" in text and "Hanley" in text
     assert "**Synthetic data.**" in text
+    # the helper's synth.json records no generation: the report says so instead of failing
+    assert "- Cohort: synthetic (Testing/helpers_experiment.py); its synth.json does not record" in text
     figures = ["pr_table1.png", "fig3_probability_histograms.png", "fig5_sensitivity_by_diameter.png"]
     for name in figures:
         assert f"(figures/{name})" in text
         with Image.open(out / "figures" / name) as image:
             assert image.format == "PNG" and image.size[0] > 300
     results = json.loads((out / "results.json").read_text())
+    assert results["cohort"]["preset"] is None
     rows = results["tables"]["1"]
     assert len(rows) == 7 and [r["seeds_done"] for r in rows] == [[0], [], [], [], [], [0], []]
     summary = outcomes[1].evaluation["summary"]

@@ -10,11 +10,15 @@ size, batch and backbone, not on what the images show.
 Both wall-clock and CPU seconds are printed: on a shared machine the wall clock measures the
 other jobs too, while CPU seconds / threads estimates the wall clock on idle cores.
 
-    .venv/bin/python benchmarks/experiment_small_cost.py [--steps 20]
+    .venv/bin/python benchmarks/experiment_small_cost.py [--steps 20] [--output-stride 16]
+
+`--output-stride` prices the same preset at another output stride (how much a coarser network
+would save; README says why the preset keeps stride 8).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import tempfile
@@ -71,10 +75,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice, one per core); 1 gives CPU seconds "
                              "free of the spin-waiting that inflates them when cores are shared")
+    parser.add_argument("--output-stride", type=int, choices=(4, 8, 16), default=None,
+                        help="price the preset at this output stride instead of its own")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
+    if args.output_stride is not None:
+        preset = dataclasses.replace(preset, output_stride=args.output_stride)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         write_cohort(root)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .atomic import atomic_write_json, atomic_write_text
+from .cohort_provenance import cohort_provenance
 from .dataset import Dataset
 from .experiment import RunOutcome, case_evaluations
 from .experiment_figures import plot_pr_curves, plot_probability_histograms, plot_sensitivity_by_diameter
@@ -240,10 +241,13 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
     finished = [o for o in outcomes if o.evaluation is not None]
     test_lesions = finished[0].evaluation["summary"]["n_lesions"] if finished else None  # type: ignore[index]
     synthetic = _synthetic(outcomes)
+    cohort = cohort_provenance(dataset.root)
 
     atomic_write_json(out / RESULTS_FILE, {
         "format": RESULTS_FORMAT, "preset": preset.to_json(), "dataset": str(dataset.root.resolve()),
-        "synthetic_data": synthetic, "command": command, "seeds": list(seeds), "tables": {str(t): r for t, r in results.items()},
+        "synthetic_data": synthetic,
+        "cohort": None if cohort is None else cohort.to_json(), "command": command, "seeds": list(seeds),
+        "tables": {str(t): r for t, r in results.items()},
         "runs": {o.run.run_id: {"status": o.status, "row": o.run.row.to_json(), "seed": o.run.seed, "error": o.error,
                                 "summary": None if o.evaluation is None else o.evaluation["summary"],
                                 "training": None if o.evaluation is None else o.evaluation.get("training"),
@@ -261,6 +265,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
     lines += [
         f"- Dataset: `{dataset.root.resolve()}` ({train_cases} training, {len(dataset.split('val'))} validation, "
         f"{len(dataset.split('test'))} test cases; {test_lesions if test_lesions is not None else '?'} test lesions)",
+        *([f"- Cohort: {cohort.sentence()}"] if cohort is not None else []),
         f"- Command: `{command}`",
         f"- Preset `{preset.name}`: DeepLabv3 {preset.backbone}, {preset.in_plane_size}×{preset.in_plane_size} frames "
         f"of {preset.pixel_spacing_mm:g} mm, {preset.slice_spacing_mm:g} mm slices; {preset.epochs} epoch(s) of "
