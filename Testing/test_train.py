@@ -25,7 +25,7 @@ from BrainMetSegLib.model_card import SYNTHETIC_WARNING, card_text
 from BrainMetSegLib.model_folder import load_model_folder
 from BrainMetSegLib.network import build_network
 from BrainMetSegLib.train import (CARD_METRICS, COLLAPSE_MAX_SHARE, LR_FLOOR, bootstrap_steps, collapse_message, learning_rate,
-                                  status_loss)
+                                  status_loss, validation_probability)
 from BrainMetSegLib.train_data import Augmentation, SliceStoreBuilder, draw_batch
 from BrainMetSegLib.train_options import RUN_FILES
 from helpers_train import CASE_IDS, SPACING_MM, TRAIN_ARGS, case_volumes, write_tiny_dataset
@@ -116,6 +116,22 @@ def store(prepared_cases):
     for number, prepared in enumerate(prepared_cases):
         builder.add(prepared, bootstrap=number == 1)
     return builder.build(torch.device("cpu"))
+
+
+def test_validation_zeroes_probability_beyond_the_brain_margin_as_predict_does(prepared_cases):
+    from BrainMetSegLib.brain_margin import DEFAULT_BRAIN_MARGIN_MM, brain_neighbourhood
+
+    network = torch.nn.Conv2d(20, 2, kernel_size=1)  # says "lesion" (p = 0.993) everywhere
+    with torch.no_grad():
+        network.weight.zero_()
+        network.bias.copy_(torch.tensor([0.0, 5.0]))
+    prepared = prepared_cases[0]
+    probability = validation_probability(network, prepared, torch.device("cpu"), batch_size=4)
+    near = brain_neighbourhood(prepared.brain, prepared.affine, DEFAULT_BRAIN_MARGIN_MM, torch.device("cpu")).numpy()
+    brain_slices = prepared.brain.any(axis=(1, 2))
+    assert (~near[brain_slices]).any() and near[brain_slices].any()
+    assert np.all(probability[~near] == 0.0)
+    assert np.allclose(probability[near & brain_slices[:, None, None]], torch.sigmoid(torch.tensor(5.0)).item())
 
 
 def test_frames_are_those_of_stack_frames_within_each_case(store, prepared_cases):
@@ -263,6 +279,25 @@ def test_the_model_folder_loads_and_records_how_it_was_made(uninterrupted):
     assert config.synthetic_training_data is True and SYNTHETIC_WARNING in card_text(config)
     with torch.no_grad():
         assert network(torch.zeros(2, 20, 32, 32)).shape == (2, 2, 32, 32)
+
+
+def test_validation_scores_the_selected_model_as_predict_will_use_it(uninterrupted):
+    """Model selection and the operating point judge the map users get: the recorded validation
+    metrics are those of `predict` scored by `evaluate_case` (model and case grids coincide here)."""
+    from BrainMetSegLib.metrics import evaluate_case, summarise
+    from BrainMetSegLib.predict import Predictor
+    from BrainMetSegLib.train import VALIDATION_THRESHOLD
+
+    run, _ = uninterrupted
+    predictor = Predictor(run / "model", device="cpu")
+    volumes, label = case_volumes(CASE_IDS.index("Mets_004"))
+    case = case_from_volumes(volumes, label, case_id="Mets_004")
+    prediction = predictor.predict(case)
+    summary = summarise([evaluate_case(prediction.probability, case.label, case.affine,
+                                       threshold=VALIDATION_THRESHOLD, case_id="Mets_004")])
+    recorded = predictor.config.training["validation"]
+    for key in ("ap", "max_sensitivity", "fp_per_case", "n_lesions"):
+        assert summary[key] == pytest.approx(recorded[key], abs=1e-6), key
 
 
 def test_killed_and_stopped_run_resumes_to_the_uninterrupted_result(dataset, uninterrupted, tmp_path):

@@ -56,6 +56,7 @@ from torch import nn
 
 from .atomic import atomic_write_json
 from .case import Case, case_from_volumes
+from .brain_margin import DEFAULT_BRAIN_MARGIN_MM
 from .censor import CensorReport, apply_censoring, lesion_volumes, plan_censoring
 from .censored_copy import REPORT_FILE as CENSORED_COPY_REPORT
 from .checkpoint import load_checkpoint, read_checkpoint_progress, save_checkpoint
@@ -154,6 +155,14 @@ def status_loss(logits: torch.Tensor, target: torch.Tensor, known_negative: Opti
     partial = chosen.per_voxel(logits, target, known_negative)
     full = complete.per_voxel(logits, target, known_negative)
     return torch.where(bootstrap[:, None, None], partial, full).mean()
+
+
+def validation_probability(network: nn.Module, prepared: Prepared, device: torch.device,
+                           batch_size: int) -> np.ndarray:
+    """The map `predict` gives users, on the model grid: probability beyond the default brain
+    margin is zeroed there, so model selection and the operating point must judge the same map."""
+    return predict_probability(network, prepared, device, batch_size=batch_size, slices=SLICES,
+                               brain_margin_mm=DEFAULT_BRAIN_MARGIN_MM)
 
 
 def check_batch_split(batch_size: int, world: int) -> int:
@@ -649,8 +658,7 @@ class _Run:
         positive = labelled = brain_voxels = 0
         per_process = self.options.batch_size // self.dist.world
         for prepared in self.data.validation:
-            probability = predict_probability(network, prepared, self.device, batch_size=2 * per_process,
-                                              slices=SLICES)
+            probability = validation_probability(network, prepared, self.device, batch_size=2 * per_process)
             evaluations.append(evaluate_case(probability, prepared.label, prepared.affine,
                                              threshold=VALIDATION_THRESHOLD, case_id=prepared.case_id))
             brain = prepared.brain
