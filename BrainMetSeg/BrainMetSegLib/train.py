@@ -55,8 +55,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_json
-from .case import Case, case_from_volumes
 from .brain_margin import DEFAULT_BRAIN_MARGIN_MM
+from .case import Case, case_from_volumes
 from .censor import CensorReport, apply_censoring, lesion_volumes, plan_censoring
 from .censored_copy import REPORT_FILE as CENSORED_COPY_REPORT
 from .checkpoint import load_checkpoint, read_checkpoint_progress, save_checkpoint
