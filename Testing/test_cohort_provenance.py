@@ -8,6 +8,7 @@ import pytest
 
 from BrainMetSegLib.cohort_provenance import cohort_provenance, parameter_changes
 from BrainMetSegLib.synth import SYNTH_JSON, write_cohort
+from BrainMetSegLib.synth_changelog import COHORT_CHANGES, CohortChange, unknown_parameters
 from BrainMetSegLib.synth_params import PRESETS
 
 
@@ -78,3 +79,23 @@ def test_parameter_changes_compares_leaves():
     assert parameter_changes({"a": [1, 2], "b": {"c": 1}}, {"a": [1, 2], "b": {"c": 1}}) == []
     assert parameter_changes({"a": [1, 2], "b": {"c": 1}}, {"a": [1, 3], "b": {"c": 1, "d": 2}}) == [
         ("a", [1, 2], [1, 3]), ("b.d", None, 2)]
+
+
+def test_the_change_log_names_real_parameters_and_catches_a_misspelt_one():
+    assert unknown_parameters() == []
+    misspelt = (CohortChange("2026-01-01", ("subtle_probabilty", "small.deep_vessels"), "a typo"),)
+    assert unknown_parameters(misspelt) == ["subtle_probabilty"]
+
+
+def test_the_change_log_accounts_for_every_parameter_an_older_cohort_differs_in(cohort, tmp_path):
+    """A cohort written with the parameters from before the logged changes (as the committed
+    docs/results reports were) differs from today's presets only in logged parameters."""
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / SYNTH_JSON).write_bytes((cohort / SYNTH_JSON).read_bytes())
+    before = {"subtle_probability": 0.15, "subtle_enhancement": [1.15, 1.45], "vessel_se_fraction": [0.15, 0.55],
+              "oedema_diameters_mm": [4.0, 14.0], "deep_vessels": [15, 25]}
+    _rewrite(older, lambda document: document["params"].update(before))
+    logged = {name.removeprefix("small.") for change in COHORT_CHANGES for name in change.parameters}
+    changed = {name for name, _, _ in cohort_provenance(older).changes}
+    assert changed == set(before) and changed <= logged

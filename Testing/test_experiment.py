@@ -21,6 +21,7 @@ from BrainMetSegLib.experiment_presets import PRESETS, preset, preset_from_json
 from BrainMetSegLib.experiment_report import (format_table, mean_sd, percent_of_baseline, table_results,
                                               write_report)
 from BrainMetSegLib.experiment_subsets import subset_size, training_subset, write_subset_dataset
+from BrainMetSegLib.synth_changelog import COHORT_CHANGES
 from BrainMetSegLib.train import TrainingStopped, train
 from helpers_experiment import (CASES, MICRO, TEST_LESIONS, event_names, write_experiment_dataset,
                                 write_preset_json)
@@ -251,6 +252,7 @@ def test_micro_grid_trains_predicts_evaluates_and_reports(micro_grid):
     assert "**Synthetic data.**" in text
     # the helper's synth.json records no generation: the report says so instead of failing
     assert "- Cohort: synthetic (Testing/helpers_experiment.py); its synth.json does not record" in text
+    assert all(f"  - {change.sentence()}" in text for change in COHORT_CHANGES)  # the log of preset changes
     figures = ["pr_table1.png", "fig3_probability_histograms.png", "fig5_sensitivity_by_diameter.png"]
     for name in figures:
         assert f"(figures/{name})" in text
@@ -258,6 +260,7 @@ def test_micro_grid_trains_predicts_evaluates_and_reports(micro_grid):
             assert image.format == "PNG" and image.size[0] > 300
     results = json.loads((out / "results.json").read_text())
     assert results["cohort"]["preset"] is None
+    assert [c["date"] for c in results["cohort"]["change_log"]] == [c.date for c in COHORT_CHANGES]
     rows = results["tables"]["1"]
     assert len(rows) == 7 and [r["seeds_done"] for r in rows] == [[0], [], [], [], [], [0], []]
     summary = outcomes[1].evaluation["summary"]

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .atomic import atomic_write_json, atomic_write_text
-from .cohort_provenance import cohort_provenance
+from .cohort_provenance import CohortProvenance, cohort_provenance
 from .dataset import Dataset
 from .experiment import RunOutcome, case_evaluations
 from .experiment_figures import plot_pr_curves, plot_probability_histograms, plot_sensitivity_by_diameter
@@ -23,6 +23,7 @@ from .experiment_grid import BASELINE, FIGURE3_ROWS, KEY_ROWS, TABLE_TITLES, TAB
 from .experiment_presets import ExperimentPreset
 from .experiment_subsets import subset_size
 from .metrics import DIAMETER_BINS, entropy_bits
+from .synth_changelog import COHORT_CHANGES
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
@@ -230,6 +231,17 @@ def _synthetic(outcomes: Sequence[RunOutcome]) -> bool:
     return any(((o.evaluation or {}).get("training") or {}).get("synthetic_training_data") for o in outcomes)
 
 
+def _cohort_lines(cohort: Optional[CohortProvenance]) -> List[str]:
+    """The cohort's provenance and the log of preset changes, so that a reader can tell a tuned
+    cohort from a frozen one without leaving the report."""
+    if cohort is None:
+        return []
+    return [f"- Cohort: {cohort.sentence()}",
+            f"- Changes to the synthetic presets made because of experiments ({len(COHORT_CHANGES)}; "
+            "tuned on the development seed 0 only; docs/synthetic-data.md has the measurements):",
+            *(f"  - {change.sentence()}" for change in COHORT_CHANGES)]
+
+
 def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: Sequence[int],
                  seeds: Sequence[int], outcomes: Sequence[RunOutcome], command: str) -> Path:
     """Write DIR/results.json, DIR/figures/*.png and DIR/report.md; returns report.md's path."""
@@ -246,7 +258,8 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
     atomic_write_json(out / RESULTS_FILE, {
         "format": RESULTS_FORMAT, "preset": preset.to_json(), "dataset": str(dataset.root.resolve()),
         "synthetic_data": synthetic,
-        "cohort": None if cohort is None else cohort.to_json(), "command": command, "seeds": list(seeds),
+        "cohort": None if cohort is None else {**cohort.to_json(), "change_log": [c.to_json() for c in COHORT_CHANGES]},
+        "command": command, "seeds": list(seeds),
         "tables": {str(t): r for t, r in results.items()},
         "runs": {o.run.run_id: {"status": o.status, "row": o.run.row.to_json(), "seed": o.run.seed, "error": o.error,
                                 "summary": None if o.evaluation is None else o.evaluation["summary"],
@@ -265,7 +278,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
     lines += [
         f"- Dataset: `{dataset.root.resolve()}` ({train_cases} training, {len(dataset.split('val'))} validation, "
         f"{len(dataset.split('test'))} test cases; {test_lesions if test_lesions is not None else '?'} test lesions)",
-        *([f"- Cohort: {cohort.sentence()}"] if cohort is not None else []),
+        *_cohort_lines(cohort),
         f"- Command: `{command}`",
         f"- Preset `{preset.name}`: DeepLabv3 {preset.backbone}, {preset.in_plane_size}×{preset.in_plane_size} frames "
         f"of {preset.pixel_spacing_mm:g} mm, {preset.slice_spacing_mm:g} mm slices; {preset.epochs} epoch(s) of "

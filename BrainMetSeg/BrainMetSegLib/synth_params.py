@@ -83,11 +83,11 @@ class SynthParams:
     ring_probability: float = 0.85            # ... with this probability (necrotic core inside)
     rim_thickness_mm: Range = (1.5, 3.5)
     enhancement: Range = (1.45, 2.10)         # bravo lesion / WM, per lesion
-    subtle_probability: float = 0.15          # share of lesions that enhance faintly ...
-    subtle_enhancement: Range = (1.15, 1.45)  # ... with this bravo lesion / WM
+    subtle_probability: float = 0.35          # share of lesions that enhance faintly ...
+    subtle_enhancement: Range = (1.10, 1.35)  # ... with this bravo lesion / WM
     se_lesion_gain: Range = (0.95, 1.20)      # t1_gd enhancement above WM relative to bravo's, per lesion
     oedema_ratio: Range = (0.3, 2.0)          # oedema reach beyond the lesion / lesion radius, per lesion
-    oedema_diameters_mm: Range = (4.0, 14.0)  # oedema ramps up from none to full over these diameters
+    oedema_diameters_mm: Range = (8.0, 20.0)  # oedema ramps up from none to full over these diameters
 
     # --- confounders (never labelled).
     cortical_vessels: Tuple[int, int] = (60, 90)        # count per case
@@ -100,7 +100,8 @@ class SynthParams:
     vessel_step_mm: float = 0.5
     vessel_turn: float = 0.12                 # s.d. of the direction change per sqrt(mm)
     vessel_taper: float = 0.6                 # radius at the far end / radius at the start
-    vessel_se_fraction: Range = (0.15, 0.55)  # t1_gd vessel enhancement / bravo's (black-blood effect)
+    vessel_se_fraction: Range = (0.35, 0.85)  # t1_gd vessel enhancement / bravo's (black-blood effect;
+                                              # slow-flow veins keep much of it)
     choroid_count: int = 2                    # enhancing choroid plexus blobs in the ventricles
     choroid_diameter_mm: Range = (5.0, 9.0)
     dura_thickness_mm: float = 1.0            # enhancing rim left at the brain edge by skull stripping
@@ -131,7 +132,7 @@ PRESETS: Dict[str, SynthParams] = {
     "small": SynthParams(
         shape=(100, 100, 80), spacing=(2.0, 2.0, 2.0), top_margin_mm=(4.0, 10.0),
         diameter_offset_mm=3.0, diameter_median_mm=3.5, diameter_sigma=0.75, min_gap_mm=4.0,
-        cortical_vessels=(30, 45), cortical_radius_mm=(0.7, 1.5), deep_vessels=(15, 25),
+        cortical_vessels=(30, 45), cortical_radius_mm=(0.7, 1.5), deep_vessels=(30, 45),
         deep_radius_mm=(0.6, 1.0), vessel_step_mm=1.0, dura_thickness_mm=1.5, falx_thickness_mm=1.5,
         rim_thickness_mm=(2.5, 4.0), sulci_contrast=0.35,
     ),
