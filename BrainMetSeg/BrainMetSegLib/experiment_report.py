@@ -258,7 +258,8 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
     atomic_write_json(out / RESULTS_FILE, {
         "format": RESULTS_FORMAT, "preset": preset.to_json(), "dataset": str(dataset.root.resolve()),
         "synthetic_data": synthetic,
-        "cohort": None if cohort is None else {**cohort.to_json(), "change_log": [c.to_json() for c in COHORT_CHANGES]},
+        "cohort": None if cohort is None else {**cohort.to_json(),
+                                               "change_log": [change.to_json() for change in COHORT_CHANGES]},
         "command": command, "seeds": list(seeds),
         "tables": {str(t): r for t, r in results.items()},
         "runs": {o.run.run_id: {"status": o.status, "row": o.run.row.to_json(), "seed": o.run.seed, "error": o.error,
