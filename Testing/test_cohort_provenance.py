@@ -8,7 +8,7 @@ import pytest
 
 from BrainMetSegLib.cohort_provenance import cohort_provenance, parameter_changes
 from BrainMetSegLib.synth import SYNTH_JSON, write_cohort
-from BrainMetSegLib.synth_changelog import COHORT_CHANGES, CohortChange, unknown_parameters
+from BrainMetSegLib.synth_changelog import COHORT_CHANGES, CohortChange, field_name, unknown_parameters
 from BrainMetSegLib.synth_params import PRESETS
 
 
@@ -96,6 +96,6 @@ def test_the_change_log_accounts_for_every_parameter_an_older_cohort_differs_in(
     before = {"subtle_probability": 0.15, "subtle_enhancement": [1.15, 1.45], "vessel_se_fraction": [0.15, 0.55],
               "oedema_diameters_mm": [4.0, 14.0], "deep_vessels": [15, 25]}
     _rewrite(older, lambda document: document["params"].update(before))
-    logged = {name.removeprefix("small.") for change in COHORT_CHANGES for name in change.parameters}
+    logged = {field_name(name) for change in COHORT_CHANGES for name in change.parameters}
     changed = {name for name, _, _ in cohort_provenance(older).changes}
     assert changed == set(before) and changed <= logged

@@ -43,8 +43,12 @@ COHORT_CHANGES: Tuple[CohortChange, ...] = (
 )
 
 
+def field_name(logged: str) -> str:
+    """The `SynthParams` field a logged name refers to (`small.deep_vessels` -> `deep_vessels`)."""
+    return logged.removeprefix("small.")
+
+
 def unknown_parameters(changes: Tuple[CohortChange, ...] = COHORT_CHANGES) -> List[str]:
     """Logged names that are not parameters, so a typo cannot hide which parameter changed."""
     fields = {item.name for item in dataclasses.fields(SynthParams)}
-    return [name for change in changes for name in change.parameters
-            if name.removeprefix("small.") not in fields]
+    return [name for change in changes for name in change.parameters if field_name(name) not in fields]
