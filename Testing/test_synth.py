@@ -185,6 +185,28 @@ def test_cohort_reads_back_with_its_description(tmp_path: Path):
         assert meta["stratum"] in STRATUM_NAMES and meta["id"] == entry.case_id
 
 
+def test_cohort_from_worker_processes_equals_the_one_process_cohort(tmp_path: Path):
+    write_cohort(tmp_path / "one", 4, seed=6, params=tiny_params(), preset_name="tiny")
+    progress = []
+    write_cohort(tmp_path / "two", 4, seed=6, params=tiny_params(), preset_name="tiny", workers=2,
+                 progress=lambda fraction, message: progress.append(fraction))
+    assert progress[-1] == 1.0 and len(progress) == 5
+    one, two = read_dataset(tmp_path / "one"), read_dataset(tmp_path / "two")
+    assert [(c.case_id, c.split) for c in one.cases] == [(c.case_id, c.split) for c in two.cases]
+    for first, second in zip(one.cases, two.cases):
+        first, second = first.load(), second.load()
+        np.testing.assert_array_equal(first.images, second.images)
+        np.testing.assert_array_equal(first.label, second.label)
+    described = [json.loads((tmp_path / name / SYNTH_JSON).read_text()) for name in ("one", "two")]
+    assert described[0] == described[1]
+
+
+def test_refuses_workers_below_one(tmp_path: Path):
+    with pytest.raises(BrainMetSegError, match=r"--workers: 0; expected a whole number of processes >= 1"):
+        write_cohort(tmp_path / "cohort", 2, seed=0, params=tiny_params(), workers=0)
+    assert not (tmp_path / "cohort").exists()
+
+
 def test_default_preset_is_brainmetshare_like():
     volumes, label, meta = synthesize_case(21, PRESETS["default"], n_lesions=2)
     bravo = volumes["bravo"]
@@ -280,9 +302,12 @@ def test_cli_writes_a_small_cohort_and_refuses_to_overwrite_it(tmp_path: Path):
     assert again.returncode == 2
     assert again.stderr.startswith("error: ") and "already exists; pass --overwrite" in again.stderr
     assert "Traceback" not in again.stderr
-    replaced = _cli("synth", "--out", str(out), "--cases", "3", "--seed", "5", "--small", "--overwrite")
+    replaced = _cli("synth", "--out", str(out), "--cases", "3", "--seed", "5", "--small", "--overwrite",
+                    "--workers", "2")
     assert replaced.returncode == 0, replaced.stderr
     assert json.loads((out / SYNTH_JSON).read_text())["seed"] == 5
+    refused = _cli("synth", "--out", str(tmp_path / "other"), "--cases", "2", "--small", "--workers", "0")
+    assert refused.returncode == 2 and "--workers: 0; expected a whole number of processes >= 1" in refused.stderr
 
 
 # ---------------------------------------------------------------------------------- picture

@@ -164,6 +164,7 @@ def train_speed(study: Path, backbone: str, device_name: str, batch_size: int, s
     size, spacing = int(bravo.shape[0]), [float(s) for s in bravo.spacing]
     with tempfile.TemporaryDirectory() as run:
         if device.type == "cuda":
+            torch.cuda.init()  # the memory counters refuse a device that CUDA has not initialised yet
             torch.cuda.reset_peak_memory_stats(device)
         options = TrainOptions(dataset=study, out=Path(run) / "run", backbone=backbone, device=device_name,
                                batch_size=batch_size, max_steps=steps, steps_per_epoch=steps, epochs=1,

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--small", action="store_true",
                         help="small preset: ~100x100x80 voxels of 2 mm, well under a second per case")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing synthetic cohort in --out")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="generate cases in this many processes (default 1); the files are the same")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from ..synth_params import preset
 
     name = "small" if args.small else "default"
-    entries = write_cohort(args.out, args.cases, args.seed, preset(name), preset_name=name, overwrite=args.overwrite)
+    entries = write_cohort(args.out, args.cases, args.seed, preset(name), preset_name=name, overwrite=args.overwrite,
+                           workers=args.workers)
     splits = {split: sum(entry.split == split for entry in entries) for split in ("train", "val", "test")}
     print(f"wrote {len(entries)} synthetic case(s) ({name} preset, seed {args.seed}) to {args.out}: "
           + ", ".join(f"{n} {split}" for split, n in splits.items()))
