@@ -34,10 +34,10 @@ from BrainMetSegLib.experiment_grid import BASELINE  # noqa: E402
 from BrainMetSegLib.experiment_presets import PRESETS  # noqa: E402
 from BrainMetSegLib.predict import Predictor  # noqa: E402
 from BrainMetSegLib.train import train  # noqa: E402
+from BrainMetSegLib.train_options import TrainOptions  # noqa: E402
 
-CHECKPOINT_EVERY = 200
-"""The trainer's default checkpoint interval (TrainOptions.checkpoint_every), which the
-experiment keeps."""
+CHECKPOINT_EVERY = TrainOptions.__dataclass_fields__["checkpoint_every"].default
+"""The trainer's default checkpoint interval, which the experiment keeps."""
 WRITE_S = 2.0
 """Writing and scoring one full-size test case's outputs (compressed NIfTI): a generous guess."""
 REPORT_S = 30.0
@@ -104,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     case_s = time.perf_counter() - clock + WRITE_S
 
     described = json.loads((args.cohort / "synth.json").read_text(encoding="utf-8"))["cases"]
-    frames = sum(case["shape"][2] for case in described if case["split"] == "train")
+    frames = sum(entry["shape"][2] for entry in described if entry["split"] == "train")
     pass_steps = math.ceil(frames / base.batch_size)
     seconds_left = args.seconds_left - (time.perf_counter() - started)
     epochs, steps_per_epoch = schedule(head_s, step_s, tail_s, case_s, len(test), seconds_left, args.runs, pass_steps)

@@ -159,6 +159,7 @@ def write_cohort(out: PathLike, cases: int, seed: int, params: Optional[SynthPar
     ready in a fraction of the time on a many-core machine.
     """
     from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -190,8 +191,7 @@ def write_cohort(out: PathLike, cases: int, seed: int, params: Optional[SynthPar
     else:
         # spawn, not fork: a caller may hold threads (torch, Qt) that a forked child would inherit locked
         with ProcessPoolExecutor(max_workers=min(workers, len(plans)), mp_context=get_context("spawn")) as pool:
-            for result in pool.map(_write_planned_case, [out] * len(plans), plans,
-                                   [params] * len(plans), [overwrite] * len(plans)):
+            for result in pool.map(partial(_write_planned_case, out, params=params, overwrite=overwrite), plans):
                 record(result)
     bar.close()
     entries = [entry for entry, _ in written]
