@@ -18,9 +18,9 @@ from BrainMetSegLib.errors import BrainMetSegError
 from BrainMetSegLib.experiment import (EVALUATION_FILE, EXPERIMENT_FILE, RunOutcome, run_folder, run_grid)
 from BrainMetSegLib.experiment_grid import BASELINE, KEY_ROWS, TABLES, Row, Run, plan_runs, rows_of
 from BrainMetSegLib.experiment_presets import PRESETS, preset, preset_from_json
-from BrainMetSegLib.experiment_report import (format_table, mean_sd, percent_of_baseline, table_results,
-                                              write_report)
+from BrainMetSegLib.experiment_report import format_table, percent_of_baseline, table_results, write_report
 from BrainMetSegLib.experiment_subsets import subset_size, training_subset, write_subset_dataset
+from BrainMetSegLib.seed_statistics import mean_sd
 from BrainMetSegLib.synth_changelog import COHORT_CHANGES
 from BrainMetSegLib.train import TrainingStopped, train
 from helpers_experiment import (CASES, MICRO, TEST_LESIONS, event_names, write_experiment_dataset,
@@ -266,6 +266,14 @@ def test_micro_grid_trains_predicts_evaluates_and_reports(micro_grid):
     summary = outcomes[1].evaluation["summary"]
     assert rows[5]["percent_of_baseline"]["max_sensitivity"] == pytest.approx(
         percent_of_baseline(summary["max_sensitivity"], outcomes[0].evaluation["summary"]["max_sensitivity"]))
+    # the key rows at matched FP rates: the two rows that ran, their real FROC, no pair without censored CE
+    assert "### Key rows at matched false positives (FROC)" in text
+    froc = results["key_rows"]["froc"]
+    assert [r["label"] for r in froc] == ["full (3, 1)", "stochastic (3, 1)", "stochastic (3, 0.1)"]
+    assert [r["seeds_done"] for r in froc] == [[0], [], [0]]
+    assert froc[2]["froc@2"]["mean"] == pytest.approx(summary["froc"]["2"])
+    assert froc[2]["fp_per_case"] == {"mean": pytest.approx(summary["fp_per_case"]), "sd": None}
+    assert results["key_rows"]["paired"] == []
 
 
 def test_rerun_skips_finished_runs(micro_grid):

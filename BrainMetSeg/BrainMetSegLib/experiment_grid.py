@@ -56,6 +56,17 @@ class Row:
     def percent(self) -> int:
         return int(round(self.fraction * 100))
 
+    @property
+    def loss_label(self) -> str:
+        return f"{self.alpha:g}, {self.beta:g}"
+
+    @property
+    def short_label(self) -> str:
+        """The row in a figure legend or a sentence: "stochastic 30% (3, 0.1)"."""
+        data = {"none": "full", "stochastic": "stochastic", "size": "size-based"}[self.censor]
+        share = "" if self.fraction >= 1 else f" {self.percent}%"
+        return f"{data}{share} ({self.loss_label})"
+
     def key(self) -> str:
         """Stable text for the row: part of the run id and of results.json."""
         data = "full" if self.censor == "none" else f"{self.censor}{int(round(self.censor_rate * 100))}"

@@ -8,9 +8,8 @@ ratio of the row's mean to the baseline's mean.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -18,11 +17,13 @@ from .atomic import atomic_write_json, atomic_write_text
 from .cohort_provenance import CohortProvenance, cohort_provenance
 from .dataset import Dataset
 from .experiment import RunOutcome, case_evaluations
+from .experiment_comparison import format_comparison, key_row_comparison
 from .experiment_figures import plot_pr_curves, plot_probability_histograms, plot_sensitivity_by_diameter
 from .experiment_grid import BASELINE, FIGURE3_ROWS, KEY_ROWS, TABLE_TITLES, TABLES, Row, Run, seeds_for
 from .experiment_presets import ExperimentPreset
 from .experiment_subsets import subset_size
 from .metrics import DIAMETER_BINS, entropy_bits
+from .seed_statistics import mean_sd
 from .synth_changelog import COHORT_CHANGES
 
 REPORT_FILE = "report.md"
@@ -38,17 +39,6 @@ CI_NOTE = ("The 95% CI of mAP is the Hanley & McNeil (1983) interval A ± 1.96·
 
 
 # ---------------------------------------------------------------------------------- arithmetic
-
-
-def mean_sd(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float], int]:
-    """Mean and sample standard deviation of the values present (None when fewer than 2)."""
-    present = [float(v) for v in values if v is not None]
-    if not present:
-        return None, None, 0
-    mean = sum(present) / len(present)
-    if len(present) < 2:
-        return mean, None, len(present)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in present) / (len(present) - 1)), len(present)
 
 
 def percent_of_baseline(value: Optional[float], baseline: Optional[float]) -> Optional[float]:
@@ -129,10 +119,6 @@ def _seeds_cell(stats: Dict[str, object]) -> str:
     return text
 
 
-def _loss_label(row: Row) -> str:
-    return f"{row.alpha:g}, {row.beta:g}"
-
-
 def format_table(table: int, results: Sequence[Dict[str, object]], train_cases: int) -> str:
     """One paper table as markdown, with per-seed values of multi-seed rows below it."""
     count = table == 3
@@ -145,7 +131,7 @@ def format_table(table: int, results: Sequence[Dict[str, object]], train_cases: 
         cells = [row.data_title]
         if count:
             cells.append(f"{subset_size(train_cases, row.fraction)} ({row.percent}%)")
-        cells += [_loss_label(row), _ap_cell(stats), _mean_cell(stats, "max_sensitivity"),
+        cells += [row.loss_label, _ap_cell(stats), _mean_cell(stats, "max_sensitivity"),
                   _mean_cell(stats, "tp_dice"), _kept_cell(stats, "max_sensitivity"), _kept_cell(stats, "ap"),
                   _seeds_cell(stats)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -155,19 +141,13 @@ def format_table(table: int, results: Sequence[Dict[str, object]], train_cases: 
                 f"max sens. {_pct(e['max_sensitivity'])}, TP Dice {_pct(e['tp_dice'])}"
                 if e["ap_ci95"] is not None else f"seed {e['seed']}: no test lesion"
                 for e in stats["per_seed"])  # type: ignore[union-attr]
-            details.append(f"- {row.data_title}{f' {row.percent}%' if count else ''}, ({_loss_label(row)}): {seeds}")
+            details.append(f"- {row.data_title}{f' {row.percent}%' if count else ''}, ({row.loss_label}): {seeds}")
     if details:
         lines += ["", "Per seed (mAP with its 95% CI, in percent):", ""] + details
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------- figures
-
-
-def _row_label(row: Row) -> str:
-    data = {"none": "full", "stochastic": "stochastic", "size": "size-based"}[row.censor]
-    share = "" if row.fraction >= 1 else f" {row.percent}%"
-    return f"{data}{share} ({_loss_label(row)})"
 
 
 def _first_seed(row: Row, seeds: Sequence[int], outcomes: Dict[str, RunOutcome]):
@@ -181,7 +161,7 @@ def write_figures(folder: Path, tables: Sequence[int], seeds: Sequence[int],
     runs are all missing is left out rather than drawn empty."""
     written: Dict[str, str] = {}
     for table in tables:
-        series = [(_row_label(row), case_evaluations(evaluation)) for row in TABLES[table]
+        series = [(row.short_label, case_evaluations(evaluation)) for row in TABLES[table]
                   for evaluation in [_first_seed(row, seeds, outcomes)] if evaluation is not None]
         if series:
             name = f"pr_table{table}.png"
@@ -195,7 +175,7 @@ def write_figures(folder: Path, tables: Sequence[int], seeds: Sequence[int],
         lesion = np.sum([case["probability_histogram"] for case in evaluation["cases"]], axis=0) \
             if evaluation["cases"] else np.zeros(100)  # type: ignore[union-attr]
         background = evaluation["background_histogram"]
-        panels.append((_row_label(row), lesion, background, evaluation["summary"]["lesion_entropy_bits"],  # type: ignore[index]
+        panels.append((row.short_label, lesion, background, evaluation["summary"]["lesion_entropy_bits"],  # type: ignore[index]
                        entropy_bits(background)))  # type: ignore[arg-type]
     if panels:
         written["fig3"] = "fig3_probability_histograms.png"
@@ -207,7 +187,7 @@ def write_figures(folder: Path, tables: Sequence[int], seeds: Sequence[int],
         if not evaluations:
             continue
         keys = [key for key, _, _ in DIAMETER_BINS]
-        series5.append((_row_label(row), [[e["summary"]["sensitivity_by_diameter"][k] for k in keys]  # type: ignore[index]
+        series5.append((row.short_label, [[e["summary"]["sensitivity_by_diameter"][k] for k in keys]  # type: ignore[index]
                                           for e in evaluations]))
         if lesions_per_bin is None:
             lesions_per_bin = _lesions_per_bin(evaluations[0])
@@ -249,6 +229,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
     by_id = {outcome.run.run_id: outcome for outcome in outcomes}
     train_cases = len(dataset.split("train"))
     results = {table: table_results(table, seeds, by_id) for table in tables}
+    comparison = key_row_comparison(tables, seeds, by_id)
     figures = write_figures(out / FIGURES_FOLDER, tables, seeds, by_id)
     finished = [o for o in outcomes if o.evaluation is not None]
     test_lesions = finished[0].evaluation["summary"]["n_lesions"] if finished else None  # type: ignore[index]
@@ -262,6 +243,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
                                                "change_log": [change.to_json() for change in COHORT_CHANGES]},
         "command": command, "seeds": list(seeds),
         "tables": {str(t): r for t, r in results.items()},
+        "key_rows": comparison,
         "runs": {o.run.run_id: {"status": o.status, "row": o.run.row.to_json(), "seed": o.run.seed, "error": o.error,
                                 "summary": None if o.evaluation is None else o.evaluation["summary"],
                                 "training": None if o.evaluation is None else o.evaluation.get("training"),
@@ -287,7 +269,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
         "validation and model selection (best validation AP, validation labels censored like training) after each "
         "epoch; one loss for every case (`--uniform-loss`, the paper's setting).",
         f"- Seeds: {', '.join(str(s) for s in seeds)} for the key rows ("
-        + "; ".join(_row_label(r) for r in KEY_ROWS) + f"), seed {seeds[0]} for the others. A seed sets the "
+        + "; ".join(r.short_label for r in KEY_ROWS) + f"), seed {seeds[0]} for the others. A seed sets the "
         "weights, sampling, augmentation, stochastic censoring and Table 3's subset.",
         "- Metrics in percent on the uncensored test labels (DESIGN.md §Lesions and metrics): lesions are "
         "3D components of p ≥ 0.1, TP when the centroid lies in or within 1 mm of a ground-truth voxel. "
@@ -298,6 +280,9 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
         lines += [format_table(table, results[table], train_cases), ""]
         if f"pr_table{table}" in figures:
             lines += [f"![PR curves, table {table}]({FIGURES_FOLDER}/{figures[f'pr_table{table}']})", ""]
+    comparison_text = format_comparison(comparison)
+    if comparison_text:
+        lines += [comparison_text, ""]
     if "fig3" in figures:
         lines += ["### Probability histograms (paper Fig. 3)", "",
                   "Predicted probability of ground-truth lesion voxels (blue) and background brain voxels (red) "
@@ -321,7 +306,7 @@ def _entropy_table(seeds: Sequence[int], outcomes: Dict[str, RunOutcome]) -> str
                   if Run(row, s).run_id in outcomes and outcomes[Run(row, s).run_id].evaluation]
         mean, sd, n = mean_sd(values)
         cell = "–" if mean is None else f"{mean:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
-        lines.append(f"| {_row_label(row)} | {cell} | {n} |")
+        lines.append(f"| {row.short_label} | {cell} | {n} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,20 @@
+"""Mean and spread over training seeds: the only statistics the experiment report draws.
+
+Seeds are few (three at most in the committed reports), so the sample sd is given as it is,
+with no interval pretending to more.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+
+def mean_sd(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float], int]:
+    """Mean and sample standard deviation of the values present (None when fewer than 2)."""
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None, None, 0
+    mean = sum(present) / len(present)
+    if len(present) < 2:
+        return mean, None, len(present)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in present) / (len(present) - 1)), len(present)
