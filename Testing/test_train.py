@@ -247,7 +247,7 @@ def test_events_of_a_run_are_well_formed(uninterrupted):
     for event in steps:
         assert math.isfinite(event["loss"]) and event["lr"] > 0 and event["eta_s"] >= 0
         assert event["epoch"] == (1 if event["step"] <= 5 else 2)
-    assert [e["phase"] for e in steps[:3]] == ["warm-up (beta 1)"] * 3 and steps[3]["phase"] == "bootstrap"
+    assert [e["phase"] for e in steps[:3]] == ["warm-up (beta 1)"] * 3 and steps[3]["phase"] == "lopsided (beta 0.1)"
     epochs = [event for event in events if event["event"] == "epoch"]
     for event in epochs:
         assert 0.0 <= event["validation"]["ap"] <= 1.0 and event["validation"]["n_lesions"] > 0

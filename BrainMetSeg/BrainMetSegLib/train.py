@@ -580,7 +580,9 @@ class _Run:
         self.window.zero_()
         loss = loss_sum / max(count, 1)
         lr = self.optimizer.param_groups[0]["lr"]
-        phase = "warm-up (beta 1)" if self.step <= self.warm_steps else "bootstrap"
+        options = self.options
+        trained = "ce" if options.loss == "ce" else f"{options.loss} (beta {options.beta:g})"
+        phase = "warm-up (beta 1)" if self.step <= self.warm_steps else trained
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
         self.emit("step", step=self.step, total_steps=self.total, epoch=self._epoch_number(), loss=loss, lr=lr,
                   phase=phase, eta_s=round(eta, 1), frames_per_s=round(frames_per_s, 1))
