@@ -100,3 +100,13 @@ def test_the_markdown_names_every_rate_and_every_paired_difference():
 
 def test_nothing_finished_gives_no_section():
     assert format_comparison(key_row_comparison([1], [0], {})) == ""
+
+
+def test_one_seed_gives_its_differences_without_a_spread_and_zero_without_a_sign():
+    outcomes = _by_id(_outcome(CENSORED_LOPSIDED, 0, 0.301, 0.60, 1.02, _froc(0.2, 0.4, 0.5, 0.6, 0.6)),
+                      _outcome(CENSORED_CE, 0, 0.300, 0.40, 1.0, _froc(0.2, 0.3, 0.4, 0.4, 0.4)))
+    text = format_comparison(key_row_comparison([1], [0], outcomes))
+    paired = text.splitlines()[-1]
+    assert paired.startswith("Seed 0, stochastic (3, 0.1) − stochastic (3, 1): mAP 0 points; max sensitivity +20 points;")
+    assert "sensitivity at 0.5 FP/case 0 points;" in paired and "±" not in paired
+    assert paired.endswith("FP per case 0.0.")

@@ -104,14 +104,23 @@ def _number(entry: Dict[str, Optional[float]]) -> str:
 
 
 def _signed(value: Optional[float], scale: float, digits: int) -> str:
-    return "–" if value is None else f"{scale * value:+.{digits}f}"
+    """"+3", "-2", and "0" where the rounded value is zero (no "+0" or "-0.0")."""
+    if value is None:
+        return "–"
+    text = f"{scale * value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def _difference_text(name: str, entry: Dict[str, object], scale: float, digits: int, unit: str) -> str:
-    per_seed = ", ".join(_signed(v, scale, digits) for v in entry["per_seed"])  # type: ignore[union-attr]
-    mean, sd = entry["mean"], entry["sd"]
-    summary = _signed(mean, scale, digits) + ("" if sd is None else f" ± {scale * sd:.{digits}f}")  # type: ignore[operator]
-    return f"{name} {summary}{' ' + unit if unit else ''} ({per_seed})"
+    """One metric's paired difference: mean ± sd then each seed's, or the single seed's value."""
+    per_seed = entry["per_seed"]
+    unit_text = f" {unit}" if unit else ""
+    if len(per_seed) == 1:  # type: ignore[arg-type]
+        return f"{name} {_signed(per_seed[0], scale, digits)}{unit_text}"  # type: ignore[index]
+    sd = entry["sd"]
+    summary = _signed(entry["mean"], scale, digits) + ("" if sd is None else f" ± {scale * sd:.{digits}f}")  # type: ignore[operator]
+    each = ", ".join(_signed(v, scale, digits) for v in per_seed)  # type: ignore[union-attr]
+    return f"{name} {summary}{unit_text} ({each})"
 
 
 def format_comparison(comparison: Dict[str, object]) -> str:
@@ -139,6 +148,7 @@ def format_comparison(comparison: Dict[str, object]) -> str:
         parts += [_difference_text(f"sensitivity at {metric[len('froc@'):]} FP/case", entry, 100, 0, "points")
                   for metric, entry in differences.items() if metric.startswith("froc@")]
         parts.append(_difference_text("FP per case", differences["fp_per_case"], 1, 1, ""))
-        lines += ["", f"Paired by seed ({seeds}), {pair['label']}, mean ± sd of the differences (each seed's in "
-                      f"brackets): " + "; ".join(parts) + "."]
+        intro = (f"Seed {seeds}, {pair['label']}" if len(pair["seeds"]) == 1 else
+                 f"Paired by seed ({seeds}), {pair['label']}, mean ± sd of the differences (each seed's in brackets)")
+        lines += ["", f"{intro}: " + "; ".join(parts) + "."]
     return "\n".join(lines)
