@@ -10,7 +10,9 @@
 #    27 of them for training, no schedule fitted a 290 s budget on an H200: the calibration
 #    alone, mostly loading the cases, took 48 s);
 # 2. benchmarks/gpu_schedule.py trains 40 calibration steps and writes the preset that fits;
-# 3. `brainmetseg experiment --tables 1 --key-rows-only --seeds 0` with that preset;
+# 3. `brainmetseg experiment --tables 1 --key-rows-only --seeds 0` with that preset, stopped
+#    30 s before the budget ends if it runs over, then `--report-only`: a report of whatever
+#    finished, even when the schedule was priced too low (the first lease's key rows left none);
 # 4. report.md, results.json, the figures and each run's events in $OUT/key_rows.tar.gz.
 # DEVICE=cpu BASE=small COHORT="--small --cases 8" makes a smoke run of the script on a CPU.
 set -uo pipefail
@@ -26,9 +28,13 @@ $PY -m BrainMetSegLib synth --out "$WORK/cohort" ${COHORT:---cases 20} --seed 2 
 echo "=== calibration ($SECONDS s in)"
 $PY benchmarks/gpu_schedule.py --cohort "$WORK/cohort" --work "$WORK" --base "${BASE:-paper}" \
     --device "${DEVICE:-cuda}" --seconds-left $(( BUDGET_S - SECONDS - 15 )) --out "$WORK/preset.json" || exit 1
+GRID=(--dataset "$WORK/cohort" --out "$WORK/experiment" --preset "$WORK/preset.json" --tables 1 --key-rows-only --seeds 0)
 echo "=== key rows ($SECONDS s in)"
-$PY -m BrainMetSegLib experiment --dataset "$WORK/cohort" --out "$WORK/experiment" --preset "$WORK/preset.json" \
-    --tables 1 --key-rows-only --seeds 0 --device "${DEVICE:-cuda}"
+# SIGTERM stops a run at its next step with a checkpoint; 30 s stay for the report and the packing
+timeout --kill-after=15 $(( BUDGET_S - SECONDS - 30 )) \
+    $PY -m BrainMetSegLib experiment "${GRID[@]}" --device "${DEVICE:-cuda}"
+echo "=== report of the runs that finished ($SECONDS s in)"
+$PY -m BrainMetSegLib experiment "${GRID[@]}" --report-only
 echo "=== packing ($SECONDS s in)"
 ( cd "$WORK/experiment" && tar czf "$RESULTS/key_rows.tar.gz" --exclude='*.safetensors' --exclude='*.nii.gz' \
     . ../preset.json ../cohort/synth.json ../cohort/dataset.json )

@@ -42,6 +42,10 @@ def _value(summary: dict, metric: str) -> Optional[float]:
     return summary[metric]
 
 
+def _difference(first: Optional[float], second: Optional[float]) -> Optional[float]:
+    return None if first is None or second is None else first - second
+
+
 def _mean_sd_entry(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
     mean, sd, _ = mean_sd(values)
     return {"mean": mean, "sd": sd}
@@ -69,8 +73,7 @@ def paired_difference(better: Row, worse: Row, seeds: Sequence[int],
         return None
     differences = {}
     for metric in PAIRED_METRICS + tuple(_froc_metrics([first[common[0]]])):
-        per_seed = [None if _value(first[s], metric) is None or _value(second[s], metric) is None
-                    else _value(first[s], metric) - _value(second[s], metric) for s in common]
+        per_seed = [_difference(_value(first[s], metric), _value(second[s], metric)) for s in common]
         differences[metric] = {"per_seed": per_seed, **_mean_sd_entry(per_seed)}
     return {"better": better.to_json(), "worse": worse.to_json(), "label": f"{better.short_label} − {worse.short_label}",
             "seeds": common, "differences": differences}
