@@ -241,6 +241,7 @@ def test_micro_grid_trains_predicts_evaluates_and_reports(micro_grid):
             (row.loss, row.alpha, row.beta, row.censor, True)
         assert event_names(folder)[-1] == "finished"
         assert json.loads((folder / "model" / "model.json").read_text())["synthetic_training_data"] is True
+        assert evaluation["seconds"]["train_resumed_from_step"] is None
     censoring = json.loads((run_folder(out, MICRO_RUNS[1]) / "censoring.json").read_text())
     assert censoring["mode"] == "stochastic" and censoring["lesions"] == 8  # train + val, never test
 
@@ -297,7 +298,7 @@ def test_a_trained_run_without_evaluation_is_only_evaluated(micro_grid):
     assert json.loads((folder / EVALUATION_FILE).read_text())["summary"] == previous["summary"]
 
 
-def test_an_interrupted_run_resumes_from_its_checkpoint(micro_grid):
+def test_an_interrupted_run_resumes_from_its_checkpoint(micro_grid, tmp_path):
     """Table 3's full-data 30% row: its subset dataset is made, training is stopped after the
     first step, and the grid continues it with the trainer's resume."""
     data, out, _, _ = micro_grid
@@ -318,8 +319,14 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(micro_grid):
     started = [e for e in events if e["event"] == "started"]
     assert len(started) == 2 and started[1]["resumed_from"] == 1
     assert events[-1]["event"] == "finished" and events[-1]["step"] == 2
-    training = json.loads((folder / EVALUATION_FILE).read_text())["training"]
+    evaluation = json.loads((folder / EVALUATION_FILE).read_text())
+    training = evaluation["training"]
     assert training["data"]["train_cases"] == 1
+    # the train seconds are those of the resumed part only, and the report says so
+    assert evaluation["seconds"]["train_resumed_from_step"] == 1
+    report = write_report(tmp_path, MICRO, read_dataset(data), [3], [0], outcomes, "brainmetseg experiment (micro)")
+    line = next(line for line in report.read_text().splitlines() if line.startswith(f"| `{run.run_id}` |"))
+    assert "resumed from step 1: Train (s) counts from there |" in line
     assert training["synthetic_training_data"] is True  # the subset carries the source's synth.json
 
 

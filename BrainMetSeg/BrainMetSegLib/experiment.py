@@ -33,7 +33,7 @@ import numpy as np
 from .atomic import atomic_write_json
 from .dataset import CaseEntry, Dataset, read_dataset
 from .errors import BrainMetSegError
-from .events import now_iso
+from .events import EVENTS_FILE, now_iso, read_events
 from .experiment_grid import Row, Run, check_seeds, check_tables, plan_runs
 from .experiment_presets import ExperimentPreset
 from .experiment_subsets import training_subset, write_subset_dataset
@@ -168,6 +168,13 @@ def _training_summary(model: Path) -> Dict[str, object]:
 # ---------------------------------------------------------------------------------- one run
 
 
+def _resumed_from(folder: Path) -> Optional[int]:
+    """The step the last training invocation continued from (None when it started afresh):
+    the run's train seconds count only that invocation, which a reader of the report must know."""
+    started = [event for event in read_events(folder / EVENTS_FILE) if event["event"] == "started"]
+    return started[-1].get("resumed_from") if started else None
+
+
 def execute_run(run: Run, dataset: Dataset, out: Path, preset: ExperimentPreset, device: str,
                 progress: Optional[Progress] = None) -> Dict[str, object]:
     """Train (or resume) and evaluate one run; returns its evaluation document."""
@@ -185,6 +192,7 @@ def execute_run(run: Run, dataset: Dataset, out: Path, preset: ExperimentPreset,
         model = train(options, progress=None if progress is None else lambda f, m: progress(0.9 * f, m))
         trained_now = True
     train_seconds = time.monotonic() - started if trained_now else None
+    resumed_from = _resumed_from(folder) if trained_now else None
     started = time.monotonic()
     test = [e for e in dataset.split("test") if e.label_status != "none"]
     evaluations, background = evaluate_model(
@@ -194,7 +202,8 @@ def execute_run(run: Run, dataset: Dataset, out: Path, preset: ExperimentPreset,
         "model": str(model), "dataset": str(dataset.root.resolve()), "test_cases": [e.case_id for e in test],
         "summary": summarise(evaluations), "training": _training_summary(model),
         "background_histogram": [int(v) for v in background],
-        "seconds": {"train": train_seconds, "evaluate": time.monotonic() - started},
+        "seconds": {"train": train_seconds, "train_resumed_from_step": resumed_from,
+                    "evaluate": time.monotonic() - started},
         "evaluated": now_iso(), "cases": [e.to_dict() for e in evaluations],
     }
     atomic_write_json(folder / EVALUATION_FILE, document)

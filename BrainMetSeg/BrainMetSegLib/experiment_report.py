@@ -316,7 +316,9 @@ def _run_list(outcomes: Sequence[RunOutcome]) -> List[str]:
     for o in outcomes:
         training = (o.evaluation or {}).get("training") or {}
         seconds = (o.evaluation or {}).get("seconds") or {}
-        notes = o.error or "; ".join(training.get("collapse") or []) or ""
+        resumed = seconds.get("train_resumed_from_step")
+        notes = "; ".join(filter(None, [o.error, *(training.get("collapse") or []),
+                                        None if resumed is None else f"resumed from step {resumed}: Train (s) counts from there"]))
         status = "finished earlier" if o.status == "skipped" else o.status
         train_s, evaluate_s = (seconds.get(key) for key in ("train", "evaluate"))
         train_text = "–" if train_s is None else f"{train_s:.0f}"
