@@ -313,6 +313,13 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(micro_grid, tmp_path):
     with pytest.raises(TrainingStopped):
         train(options, cancel=lambda: True)
     assert event_names(folder)[-1] == "stopped"
+    # a report made now says how far the stopped run got, in its table and its run list
+    stopped = run_grid(data, out, MICRO, tables=[3], runs=[run], report_only=True)
+    assert [(o.status, o.progress) for o in stopped] == [("missing", "last checkpoint at step 1 of 2")]
+    text = write_report(tmp_path / "stopped", MICRO, read_dataset(data), [3], [0], stopped, "micro").read_text()
+    assert "| Full | 1 (30%) | 3, 1 | – | – | – | – | – | none (seed 0 not finished, last checkpoint at step 1 of 2) |" \
+        in text.splitlines()
+    assert f"| `{run.run_id}` | missing | – | – | – | – | last checkpoint at step 1 of 2 |" in text.splitlines()
     outcomes = run_grid(data, out, MICRO, tables=[3], device="cpu", runs=[run], log=lambda m: None)
     assert outcomes[0].status == "finished"
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]

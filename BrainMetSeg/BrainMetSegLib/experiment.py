@@ -61,6 +61,9 @@ class RunOutcome:
     'failed', or 'missing' (not run: report only)."""
     evaluation: Optional[Dict[str, object]] = None
     error: Optional[str] = None
+    progress: Optional[str] = None
+    """How far a run that is not finished got ("last checkpoint at step 820 of 1640"), so that
+    a report of an interrupted grid (a GPU lease that ran out) says what is left to do."""
 
 
 def run_folder(out: Path, run: Run) -> Path:
@@ -168,6 +171,20 @@ def _training_summary(model: Path) -> Dict[str, object]:
 # ---------------------------------------------------------------------------------- one run
 
 
+def unfinished_progress(folder: Path) -> Optional[str]:
+    """The step of a started run's last checkpoint, from its events (no torch needed); None
+    when the run never started."""
+    path = folder / EVENTS_FILE
+    if not path.is_file():
+        return None
+    events = read_events(path)
+    checkpoints = [event["step"] for event in events if event["event"] == "checkpoint"]
+    total = next((event["total_steps"] for event in reversed(events) if "total_steps" in event), None)
+    if not checkpoints:
+        return "started, no checkpoint yet"
+    return f"last checkpoint at step {checkpoints[-1]}" + ("" if total is None else f" of {total}")
+
+
 def _resumed_from(folder: Path) -> Optional[int]:
     """The step the last training invocation continued from (None when it started afresh):
     the run's train seconds count only that invocation, which a reader of the report must know."""
@@ -251,7 +268,7 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
             outcomes.append(RunOutcome(run, "skipped", read_evaluation(folder)))
             continue
         if report_only:
-            outcomes.append(RunOutcome(run, "missing"))
+            outcomes.append(RunOutcome(run, "missing", progress=unfinished_progress(folder)))
             continue
         log(f"{where}: training and evaluating")
         from .train import TrainingStopped  # torch: imported once there is something to train

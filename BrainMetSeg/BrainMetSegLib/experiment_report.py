@@ -54,7 +54,9 @@ def row_statistics(row: Row, planned: Sequence[int], outcomes: Dict[str, RunOutc
     for seed in planned:
         outcome = outcomes.get(Run(row, seed).run_id)
         if outcome is None or outcome.evaluation is None:
-            status = "not run" if outcome is None or outcome.status == "missing" else f"failed: {outcome.error}"
+            status = ("not run" if outcome is None or (outcome.status == "missing" and not outcome.progress)
+                      else f"not finished, {outcome.progress}" if outcome.status == "missing"
+                      else f"failed: {outcome.error}")
             problems.append({"seed": seed, "status": status})
             continue
         summary = outcome.evaluation["summary"]  # type: ignore[index]
@@ -245,6 +247,7 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
         "tables": {str(t): r for t, r in results.items()},
         "key_rows": comparison,
         "runs": {o.run.run_id: {"status": o.status, "row": o.run.row.to_json(), "seed": o.run.seed, "error": o.error,
+                                "progress": o.progress,
                                 "summary": None if o.evaluation is None else o.evaluation["summary"],
                                 "training": None if o.evaluation is None else o.evaluation.get("training"),
                                 "seconds": None if o.evaluation is None else o.evaluation.get("seconds")}
@@ -317,7 +320,7 @@ def _run_list(outcomes: Sequence[RunOutcome]) -> List[str]:
         training = (o.evaluation or {}).get("training") or {}
         seconds = (o.evaluation or {}).get("seconds") or {}
         resumed = seconds.get("train_resumed_from_step")
-        notes = "; ".join(filter(None, [o.error, *(training.get("collapse") or []),
+        notes = "; ".join(filter(None, [o.error, o.progress, *(training.get("collapse") or []),
                                         None if resumed is None else f"resumed from step {resumed}: Train (s) counts from there"]))
         status = "finished earlier" if o.status == "skipped" else o.status
         train_s, evaluate_s = (seconds.get(key) for key in ("train", "evaluate"))

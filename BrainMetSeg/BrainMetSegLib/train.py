@@ -735,7 +735,8 @@ class _Run:
         if self.dist.main:
             path = save_checkpoint(self.run, self.network.state_dict(), self.optimizer.state_dict(),
                                    self._progress_state(finished=False))
-            self.emit("checkpoint", step=self.step, epoch=self._epoch_number(), reason=reason, path=str(path))
+            self.emit("checkpoint", step=self.step, total_steps=self.total, epoch=self._epoch_number(), reason=reason,
+                      path=str(path))
         self.last_checkpoint = self.step
 
     def _finish(self) -> Path:
