@@ -31,8 +31,8 @@ $PY benchmarks/gpu_schedule.py --cohort "$WORK/cohort" --work "$WORK" --base "${
 GRID=(--dataset "$WORK/cohort" --out "$WORK/experiment" --preset "$WORK/preset.json" --tables 1 --key-rows-only --seeds 0)
 echo "=== key rows ($SECONDS s in)"
 # SIGTERM stops a run at its next step with a checkpoint; 30 s stay for the report and the packing
-timeout --kill-after=15 $(( BUDGET_S - SECONDS - 30 )) \
-    $PY -m BrainMetSegLib experiment "${GRID[@]}" --device "${DEVICE:-cuda}"
+LEFT=$(( BUDGET_S - SECONDS - 30 )); (( LEFT > 0 )) || LEFT=1  # `timeout 0` would mean no limit
+timeout --kill-after=15 "$LEFT" $PY -m BrainMetSegLib experiment "${GRID[@]}" --device "${DEVICE:-cuda}"
 echo "=== report of the runs that finished ($SECONDS s in)"
 $PY -m BrainMetSegLib experiment "${GRID[@]}" --report-only
 echo "=== packing ($SECONDS s in)"

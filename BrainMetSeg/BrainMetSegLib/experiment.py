@@ -171,7 +171,7 @@ def _training_summary(model: Path) -> Dict[str, object]:
 # ---------------------------------------------------------------------------------- one run
 
 
-def unfinished_progress(folder: Path) -> Optional[str]:
+def _unfinished_progress(folder: Path) -> Optional[str]:
     """The step of a started run's last checkpoint, from its events (no torch needed); None
     when the run never started."""
     path = folder / EVENTS_FILE
@@ -268,7 +268,7 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
             outcomes.append(RunOutcome(run, "skipped", read_evaluation(folder)))
             continue
         if report_only:
-            outcomes.append(RunOutcome(run, "missing", progress=unfinished_progress(folder)))
+            outcomes.append(RunOutcome(run, "missing", progress=_unfinished_progress(folder)))
             continue
         log(f"{where}: training and evaluating")
         from .train import TrainingStopped  # torch: imported once there is something to train
