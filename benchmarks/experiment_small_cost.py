@@ -10,7 +10,10 @@ size, batch and backbone, not on what the images show.
 Both wall-clock and CPU seconds are printed: on a shared machine the wall clock measures the
 other jobs too, while CPU seconds / threads estimates the wall clock on idle cores.
 
-    .venv/bin/python benchmarks/experiment_small_cost.py [--steps 20] [--output-stride 16]
+    .venv/bin/python benchmarks/experiment_small_cost.py [--steps 20] [--output-stride 16] [--preset paper]
+
+`--preset paper` prices the full-size network's training step on this machine (why its key rows
+wait for a GPU).
 
 `--output-stride` prices the same preset at another output stride (how much a coarser network
 would save; README says why the preset keeps stride 8).
@@ -78,6 +81,9 @@ def main() -> None:
     parser.add_argument("--output-stride", type=int, choices=(4, 8, 16), default=None,
                         help="price the preset at this output stride instead of its own")
     args = parser.parse_args()
+    if args.steps < 4:
+        parser.error(f"--steps {args.steps}: at least 4 are needed (the first two warm up, the mean is "
+                     "taken over the steps after them)")
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
