@@ -21,8 +21,8 @@ keeping sensitivity that the second loses."""
 PAIRED_METRICS = ("ap", "max_sensitivity", "fp_per_case")
 
 
-def _summaries(row: Row, seeds: Sequence[int], outcomes: Mapping[str, RunOutcome]) -> Dict[int, dict]:
-    """Seed -> evaluation summary of the row's finished runs."""
+def finished_summaries(row: Row, seeds: Sequence[int], outcomes: Mapping[str, RunOutcome]) -> Dict[int, dict]:
+    """Seed -> evaluation summary of the row's finished runs (of the seeds it is planned with)."""
     found = {}
     for seed in seeds_for(row, seeds):
         outcome = outcomes.get(Run(row, seed).run_id)
@@ -56,7 +56,7 @@ def froc_rows(rows: Sequence[Row], seeds: Sequence[int],
     """Per row: FP per case and sensitivity at each FROC rate, mean and sd over its seeds."""
     result = []
     for row in rows:
-        summaries = _summaries(row, seeds, outcomes)
+        summaries = finished_summaries(row, seeds, outcomes)
         metrics = ["fp_per_case"] + _froc_metrics(list(summaries.values()))
         result.append({"row": row.to_json(), "label": row.short_label, "seeds_done": sorted(summaries),
                        **{metric: _mean_sd_entry([_value(s, metric) for s in summaries.values()])
@@ -67,7 +67,7 @@ def froc_rows(rows: Sequence[Row], seeds: Sequence[int],
 def paired_difference(better: Row, worse: Row, seeds: Sequence[int],
                       outcomes: Mapping[str, RunOutcome]) -> Optional[Dict[str, object]]:
     """`better` minus `worse` seed by seed, on the seeds both finished; None when they share none."""
-    first, second = _summaries(better, seeds, outcomes), _summaries(worse, seeds, outcomes)
+    first, second = finished_summaries(better, seeds, outcomes), finished_summaries(worse, seeds, outcomes)
     common = [seed for seed in seeds if seed in first and seed in second]
     if not common:
         return None

@@ -17,7 +17,7 @@ from .atomic import atomic_write_json, atomic_write_text
 from .cohort_provenance import CohortProvenance, cohort_provenance
 from .dataset import Dataset
 from .experiment import RunOutcome, case_evaluations
-from .experiment_comparison import format_comparison, key_row_comparison
+from .experiment_comparison import finished_summaries, format_comparison, key_row_comparison
 from .experiment_figures import plot_pr_curves, plot_probability_histograms, plot_sensitivity_by_diameter
 from .experiment_grid import BASELINE, FIGURE3_ROWS, KEY_ROWS, TABLE_TITLES, TABLES, Row, Run, seeds_for
 from .experiment_presets import ExperimentPreset
@@ -304,10 +304,8 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
 def _entropy_table(seeds: Sequence[int], outcomes: Dict[str, RunOutcome]) -> str:
     lines = ["| Model | Lesion-voxel entropy (bits) | Seeds |", "|---|---|---|"]
     for row in FIGURE3_ROWS:
-        values = [outcomes[Run(row, s).run_id].evaluation["summary"]["lesion_entropy_bits"]  # type: ignore[index]
-                  for s in seeds_for(row, seeds)
-                  if Run(row, s).run_id in outcomes and outcomes[Run(row, s).run_id].evaluation]
-        mean, sd, n = mean_sd(values)
+        mean, sd, n = mean_sd([summary["lesion_entropy_bits"]
+                               for summary in finished_summaries(row, seeds, outcomes).values()])
         cell = "–" if mean is None else f"{mean:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
         lines.append(f"| {row.short_label} | {cell} | {n} |")
     return "\n".join(lines)
