@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from .experiment import RunOutcome
 from .experiment_grid import KEY_ROWS, Row, Run, rows_of, seeds_for
-from .seed_statistics import mean_sd
+from .seed_statistics import mean_sd, mean_sd_text
 
 PAIRS = tuple((Row(censor, 3.0, 0.1), Row(censor, 3.0, 1.0)) for censor in ("stochastic", "size"))
 """(lopsided, CE) trained on the same censored labels: the product's promise is the first
@@ -92,20 +92,6 @@ def key_row_comparison(tables: Sequence[int], seeds: Sequence[int],
 # ---------------------------------------------------------------------------------- text
 
 
-def _percent(entry: Dict[str, Optional[float]]) -> str:
-    mean, sd = entry["mean"], entry["sd"]
-    if mean is None:
-        return "–"
-    return f"{100 * mean:.0f}" + ("" if sd is None else f" ± {100 * sd:.1f}")
-
-
-def _number(entry: Dict[str, Optional[float]]) -> str:
-    mean, sd = entry["mean"], entry["sd"]
-    if mean is None:
-        return "–"
-    return f"{mean:.1f}" + ("" if sd is None else f" ± {sd:.1f}")
-
-
 def _signed(value: Optional[float], scale: float, digits: int) -> str:
     """"+3", "-2", and "0" where the rounded value is zero (no "+0" or "-0.0")."""
     if value is None:
@@ -140,7 +126,8 @@ def format_comparison(comparison: Dict[str, object]) -> str:
              "more shows it here.", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in rows:
-        cells = [row["label"], _number(row["fp_per_case"])] + [_percent(row[f"froc@{rate}"]) for rate in rates] \
+        cells = [row["label"], mean_sd_text(**row["fp_per_case"])] \
+            + [mean_sd_text(**row[f"froc@{rate}"], scale=100, digits=0, sd_digits=1) for rate in rates] \
             + [", ".join(str(s) for s in row["seeds_done"])]  # type: ignore[union-attr]
         lines.append("| " + " | ".join(cells) + " |")
     for pair in comparison["paired"]:  # type: ignore[union-attr]

@@ -23,7 +23,7 @@ from .experiment_grid import BASELINE, FIGURE3_ROWS, KEY_ROWS, TABLE_TITLES, TAB
 from .experiment_presets import ExperimentPreset
 from .experiment_subsets import subset_size
 from .metrics import DIAMETER_BINS, entropy_bits
-from .seed_statistics import mean_sd
+from .seed_statistics import mean_sd, mean_sd_text
 from .synth_changelog import COHORT_CHANGES
 
 REPORT_FILE = "report.md"
@@ -90,13 +90,7 @@ def _pct(value: Optional[float]) -> str:
 
 
 def _mean_cell(stats: Dict[str, object], metric: str) -> str:
-    per_seed = stats["per_seed"]
-    if not per_seed:
-        return "–"
-    mean, sd = stats["mean"][metric], stats["sd"][metric]  # type: ignore[index]
-    if len(per_seed) == 1 or sd is None:  # type: ignore[arg-type]
-        return _pct(mean)
-    return f"{_pct(mean)} ± {100 * sd:.1f}"
+    return mean_sd_text(stats["mean"][metric], stats["sd"][metric], scale=100, digits=0, sd_digits=1)  # type: ignore[index]
 
 
 def _ap_cell(stats: Dict[str, object]) -> str:
@@ -306,8 +300,7 @@ def _entropy_table(seeds: Sequence[int], outcomes: Dict[str, RunOutcome]) -> str
     for row in FIGURE3_ROWS:
         mean, sd, n = mean_sd([summary["lesion_entropy_bits"]
                                for summary in finished_summaries(row, seeds, outcomes).values()])
-        cell = "–" if mean is None else f"{mean:.2f}" + ("" if sd is None else f" ± {sd:.2f}")
-        lines.append(f"| {row.short_label} | {cell} | {n} |")
+        lines.append(f"| {row.short_label} | {mean_sd_text(mean, sd, digits=2)} | {n} |")
     return "\n".join(lines)
 
 
