@@ -27,7 +27,7 @@ MUST_AGREE = ("preset", "cohort", "synthetic_data")
 
 
 def read_runs(results_files: List[Path]) -> Dict[str, dict]:
-    """Every finished run of the files, by run id; files that differ in what they measured are refused."""
+    """Every finished key-row run of the files, by run id; files that differ in what they measured are refused."""
     runs: Dict[str, dict] = {}
     first = None
     for path in results_files:
@@ -38,7 +38,7 @@ def read_runs(results_files: List[Path]) -> Dict[str, dict]:
             if results[field] != first[1][field]:
                 sys.exit(f"{path}: its {field!r} differs from {first[0]}'s; these runs are not comparable")
         for run_id, run in results["runs"].items():
-            if run["summary"] is None:
+            if run["summary"] is None or run["row"]["key"] not in dict(KEY_ROWS):
                 continue
             if run_id in runs:
                 sys.exit(f"{path}: run {run_id} is also in an earlier file")
