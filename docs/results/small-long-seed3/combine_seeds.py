@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from BrainMetSegLib.experiment_grid import BASELINE, Row, Run
 from BrainMetSegLib.seed_statistics import mean_sd
 
-KEY_ROWS = (("full-a3-b1-n100", "full labels, CE (3, 1)"),
-            ("stochastic50-a3-b1-n100", "50% censored stochastically, CE (3, 1)"),
-            ("stochastic50-a3-b0.1-n100", "50% censored stochastically, lopsided (3, 0.1)"))
+KEY_ROWS = ((BASELINE, "full labels, CE (3, 1)"),
+            (Row("stochastic", 3.0, 1.0), "50% censored stochastically, CE (3, 1)"),
+            (Row("stochastic", 3.0, 0.1), "50% censored stochastically, lopsided (3, 0.1)"))
 FIGURES = (("ap", "mAP", 100.0), ("max_sensitivity", "max sens.", 100.0),
            ("fp_per_case", "FP per case", 1.0), ("froc2", "sens. at 2 FP/case", 100.0))
 MUST_AGREE = ("preset", "cohort", "synthetic_data")
@@ -38,7 +39,7 @@ def read_runs(results_files: List[Path]) -> Dict[str, dict]:
             if results[field] != first[1][field]:
                 sys.exit(f"{path}: its {field!r} differs from {first[0]}'s; these runs are not comparable")
         for run_id, run in results["runs"].items():
-            if run["summary"] is None or run["row"]["key"] not in dict(KEY_ROWS):
+            if run["summary"] is None or run["row"]["key"] not in {row.key() for row, _ in KEY_ROWS}:
                 continue
             if run_id in runs:
                 sys.exit(f"{path}: run {run_id} is also in an earlier file")
@@ -78,16 +79,16 @@ def table(title: str, per_row: Dict[str, List[dict]], seeds: List[int]) -> List[
     header = f"| {title}, mean ± sd over training seeds {', '.join(map(str, seeds))} (each seed) | " \
              + " | ".join(name for _, name, _ in FIGURES) + " | max sens. kept |"
     lines = [header, "|---" * (len(FIGURES) + 2) + "|"]
-    baseline, _, _ = mean_sd([f["max_sensitivity"] for f in per_row[KEY_ROWS[0][0]]])
-    for key, label in KEY_ROWS:
-        cells = [cell([f[figure] for f in per_row[key]], scale) for figure, _, scale in FIGURES]
-        kept, _, _ = mean_sd([f["max_sensitivity"] for f in per_row[key]])
+    baseline, _, _ = mean_sd([f["max_sensitivity"] for f in per_row[BASELINE.key()]])
+    for row, label in KEY_ROWS:
+        cells = [cell([f[figure] for f in per_row[row.key()]], scale) for figure, _, scale in FIGURES]
+        kept, _, _ = mean_sd([f["max_sensitivity"] for f in per_row[row.key()]])
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {100 * kept / baseline:.0f}% |")
     return lines
 
 
 def differences(title: str, per_row: Dict[str, List[dict]]) -> str:
-    censored, lopsided = per_row[KEY_ROWS[1][0]], per_row[KEY_ROWS[2][0]]
+    censored, lopsided = per_row[KEY_ROWS[1][0].key()], per_row[KEY_ROWS[2][0].key()]
     parts = []
     for figure, name, scale in FIGURES:
         paired = [lop[figure] - ce[figure] for lop, ce in zip(lopsided, censored)]
@@ -99,16 +100,16 @@ def main(last_step_file: Path, results_files: List[Path]) -> None:
     runs = read_runs(results_files)
     last_step = json.loads(last_step_file.read_text())
     seeds = sorted({run["seed"] for run in runs.values()})
-    selected: Dict[str, List[dict]] = {key: [] for key, _ in KEY_ROWS}
-    last: Dict[str, List[dict]] = {key: [] for key, _ in KEY_ROWS}
-    for key, _ in KEY_ROWS:
+    selected: Dict[str, List[dict]] = {row.key(): [] for row, _ in KEY_ROWS}
+    last: Dict[str, List[dict]] = {row.key(): [] for row, _ in KEY_ROWS}
+    for row, _ in KEY_ROWS:
         for seed in seeds:
-            run_id = f"{key}-s{seed}"
+            run_id = Run(row, seed).run_id
             if run_id not in runs:
                 sys.exit(f"{run_id} is in none of the results files; every key row needs every seed")
             as_selected, at_last = figures_of(runs[run_id], last_step, run_id)
-            selected[key].append(as_selected)
-            last[key].append(at_last)
+            selected[row.key()].append(as_selected)
+            last[row.key()].append(at_last)
     steps = {run["training"]["steps"] for run in runs.values()}
     last_title = f"at step {steps.pop():,}" if len(steps) == 1 else "at the last step"
     print("\n".join(table("as selected", selected, seeds)))
