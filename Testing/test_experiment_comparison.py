@@ -110,3 +110,10 @@ def test_one_seed_gives_its_differences_without_a_spread_and_zero_without_a_sign
     assert paired.startswith("Seed 0, stochastic (3, 0.1) − stochastic (3, 1): mAP 0 points; max sensitivity +20 points;")
     assert "sensitivity at 0.5 FP/case 0 points;" in paired and "±" not in paired
     assert paired.endswith("FP per case 0.0.")
+
+
+def test_a_difference_of_one_point_is_singular():
+    outcomes = _by_id(_outcome(CENSORED_LOPSIDED, 0, 0.31, 0.39, 1.0, _froc(0.2, 0.3, 0.4, 0.4, 0.4)),
+                      _outcome(CENSORED_CE, 0, 0.30, 0.40, 1.0, _froc(0.2, 0.3, 0.4, 0.4, 0.4)))
+    paired = format_comparison(key_row_comparison([1], [0], outcomes)).splitlines()[-1]
+    assert "mAP +1 point; max sensitivity -1 point; sensitivity at 0.5 FP/case 0 points;" in paired

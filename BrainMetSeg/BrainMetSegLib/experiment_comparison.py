@@ -100,16 +100,23 @@ def _signed(value: Optional[float], scale: float, digits: int) -> str:
     return text[1:] if float(text) == 0 else text
 
 
+def _unit_after(number: str, unit: str) -> str:
+    """" points", but " point" after exactly one ("+1 point", "-1 point")."""
+    if not unit:
+        return ""
+    return f" {unit[:-1]}" if unit.endswith("s") and number.lstrip("+-") == "1" else f" {unit}"
+
+
 def _difference_text(name: str, entry: Dict[str, object], scale: float, digits: int, unit: str) -> str:
     """One metric's paired difference: mean ± sd then each seed's, or the single seed's value."""
     per_seed = entry["per_seed"]
-    unit_text = f" {unit}" if unit else ""
     if len(per_seed) == 1:  # type: ignore[arg-type]
-        return f"{name} {_signed(per_seed[0], scale, digits)}{unit_text}"  # type: ignore[index]
+        value = _signed(per_seed[0], scale, digits)  # type: ignore[index]
+        return f"{name} {value}{_unit_after(value, unit)}"
     sd = entry["sd"]
     summary = _signed(entry["mean"], scale, digits) + ("" if sd is None else f" ± {scale * sd:.{digits}f}")  # type: ignore[operator]
     each = ", ".join(_signed(v, scale, digits) for v in per_seed)  # type: ignore[union-attr]
-    return f"{name} {summary}{unit_text} ({each})"
+    return f"{name} {summary}{' ' + unit if unit else ''} ({each})"
 
 
 def format_comparison(comparison: Dict[str, object]) -> str:
