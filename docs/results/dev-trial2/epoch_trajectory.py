@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from BrainMetSegLib.atomic import atomic_write_json
+from BrainMetSegLib.atomic import atomic_path, atomic_write_json
 from BrainMetSegLib.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint_progress
 from BrainMetSegLib.dataset import read_dataset
-from BrainMetSegLib.events import read_events
+from BrainMetSegLib.events import EVENTS_FILE, read_events
 from BrainMetSegLib.experiment import MODEL_FOLDER, evaluate_model
 from BrainMetSegLib.metrics import summarise
 from BrainMetSegLib.model_folder import read_model_config, save_model_folder
@@ -37,29 +37,23 @@ POLL_S = 15.0
 ENDED = ("finished", "failed", "stopped")
 
 
-def _epoch_checkpoint_steps(run: Path) -> List[int]:
-    return [e["step"] for e in read_events(run / "events.jsonl")
-            if e.get("event") == "checkpoint" and e.get("reason") == "epoch"]
-
-
 def watch(snapshots: Path, runs: List[Path]) -> None:
     """Copy each run's checkpoint once per epoch end, until every run has ended."""
     while True:
         ended = 0
         for run in runs:
-            wanted = set(_epoch_checkpoint_steps(run))
+            events = read_events(run / EVENTS_FILE)
+            epoch_ends = {e["step"] for e in events if e.get("event") == "checkpoint" and e.get("reason") == "epoch"}
             step = read_checkpoint_progress(run).get("step")
-            target = snapshots / run.name / f"step-{step:05d}" if step is not None else None
-            if step in wanted and not (target / CHECKPOINT_FILE).is_file():
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(run / CHECKPOINT_FILE, target / (CHECKPOINT_FILE + ".part"))
-                (target / (CHECKPOINT_FILE + ".part")).rename(target / CHECKPOINT_FILE)
-                copied = read_checkpoint_progress(target).get("step")
-                if copied != step:  # replaced while copying: drop it, the next poll decides again
-                    shutil.rmtree(target)
-                else:
-                    print(f"{run.name}: kept step {step}", flush=True)
-            events = read_events(run / "events.jsonl")
+            if step in epoch_ends:
+                target = snapshots / run.name / f"step-{step:05d}"
+                if not (target / CHECKPOINT_FILE).is_file():
+                    with atomic_path(target / CHECKPOINT_FILE) as tmp:
+                        shutil.copyfile(run / CHECKPOINT_FILE, tmp)
+                    if read_checkpoint_progress(target).get("step") != step:
+                        shutil.rmtree(target)  # replaced while copying: the next poll decides again
+                    else:
+                        print(f"{run.name}: kept step {step}", flush=True)
             if events and events[-1].get("event") in ENDED:  # a resumed run appends "started" again
                 ended += 1
         if ended == len(runs):
@@ -68,7 +62,7 @@ def watch(snapshots: Path, runs: List[Path]) -> None:
 
 
 def _epoch_records(run: Path) -> Dict[int, dict]:
-    return {e["step"]: e for e in read_events(run / "events.jsonl") if e.get("event") == "epoch"}
+    return {e["step"]: e for e in read_events(run / EVENTS_FILE) if e.get("event") == "epoch"}
 
 
 def score(dataset: Path, snapshots: Path, out: Path, runs: List[Path]) -> None:
