@@ -3,6 +3,7 @@ micro grid that really trains, predicts, evaluates and reports (two rows, two st
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -366,6 +367,50 @@ def test_report_only_rebuilds_the_report_without_training(micro_grid, tmp_path):
     assert key_only.returncode == 0, key_only.stderr
     assert "1 run(s) not finished yet" in key_only.stderr  # censored CE; the other two key rows are done
     assert f"{command} --key-rows-only" in (out / "report.md").read_text()
+
+
+def test_two_processes_share_one_grid_with_only(micro_grid, tmp_path):
+    """Two real processes at once, each training its own run into one folder (a GPU lease runs
+    the key rows side by side so): neither touches the other's run, the report holds both."""
+    data, micro_out, _, _ = micro_grid
+    out = tmp_path / "shared"  # the micro grid's two runs (other tests add runs to that folder)
+    (out / "runs").mkdir(parents=True)
+    shutil.copy(micro_out / EXPERIMENT_FILE, out / EXPERIMENT_FILE)
+    for run in MICRO_RUNS:
+        shutil.copytree(run_folder(micro_out, run), run_folder(out, run))
+    preset_file = write_preset_json(tmp_path / "micro.json")
+    grid = ["--dataset", str(data), "--out", str(out), "--preset", str(preset_file), "--tables", "1", "--seeds", "0",
+            "--device", "cpu"]
+    mine = ["stochastic50-a3-b1-n100-s0", "stochastic50-a10-b1-n100-s0"]
+    processes = [subprocess.Popen([sys.executable, "-m", "BrainMetSegLib", "experiment", *grid, "--only", run_id],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}) for run_id in mine]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+        assert "run(s) not finished yet; they are not among --only" in stderr  # Table 1's other rows
+    trained = sorted(p.name for p in (out / "runs").iterdir())
+    assert trained == sorted([run.run_id for run in MICRO_RUNS] + mine)
+    for run_id in mine:
+        assert event_names(out / "runs" / run_id).count("started") == 1
+        assert (out / "runs" / run_id / EVALUATION_FILE).is_file()
+    for run in MICRO_RUNS:  # finished before: not trained again
+        assert event_names(out / "runs" / run.run_id) == event_names(run_folder(micro_out, run))
+    rebuilt = subprocess.run([sys.executable, "-m", "BrainMetSegLib", "experiment", *grid, "--report-only"],
+                             capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "3 run(s) not finished yet" in rebuilt.stderr  # 7 rows in Table 1, 4 of them trained
+    assert (out / "report.md").read_text().count("| finished earlier |") == 4
+
+
+def test_only_refuses_a_run_outside_the_grid(micro_grid):
+    data, out, _, _ = micro_grid
+    result = _cli("--dataset", str(data), "--out", str(out), "--preset", "small", "--tables", "1", "--seeds", "0",
+                  "--key-rows-only", "--only", "size50-a3-b0.1-n100-s0")
+    assert result.returncode == 2
+    assert ("error: --only: size50-a3-b0.1-n100-s0 not a run of this grid (check --tables, --seeds and "
+            "--key-rows-only); its runs are full-a3-b1-n100-s0, stochastic50-a3-b1-n100-s0, "
+            "stochastic50-a3-b0.1-n100-s0") in result.stderr
 
 
 # ---------------------------------------------------------------------------------- refusals

@@ -149,3 +149,14 @@ def plan_runs(tables: Sequence[int], seeds: Sequence[int], key_rows_only: bool =
     seeds = check_seeds(seeds)
     rows = [row for row in rows_of(tables) if row in KEY_ROWS or not key_rows_only]
     return [Run(row, seed) for seed in seeds for row in rows if seed in seeds_for(row, seeds)]
+
+
+def select_runs(runs: Sequence[Run], run_ids: Sequence[str]) -> List[Run]:
+    """The runs of a grid named by `run_ids` (--only), in the grid's order: one grid shared by
+    several processes or GPUs, each training its own runs into the same folder."""
+    known = {run.run_id: run for run in runs}
+    unknown = [run_id for run_id in run_ids if run_id not in known]
+    if unknown:
+        raise BrainMetSegError(f"--only: {', '.join(unknown)} not a run of this grid (check --tables, --seeds and "
+                               f"--key-rows-only); its runs are {', '.join(known)}")
+    return [run for run in runs if run.run_id in set(run_ids)]

@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-rows-only", action="store_true",
                         help="train only the key rows (full and censored CE, censored lopsided 3/0.1), with "
                              "every seed; the other rows show as not run")
+    parser.add_argument("--only", nargs="+", metavar="RUN_ID",
+                        help="train and evaluate only these runs of the grid (ids as in report.md, e.g. "
+                             "full-a3-b1-n100-s0): several processes or GPUs share one grid and folder, each "
+                             "with its own runs; the report shows every finished run of the grid")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rebuild report.md, results.json and the figures from the finished runs")
@@ -40,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..dataset import read_dataset
     from ..experiment import GridStopped, run_grid
-    from ..experiment_grid import check_seeds, check_tables
+    from ..experiment_grid import check_seeds, check_tables, plan_runs, select_runs
     from ..experiment_presets import preset as find_preset
     from ..experiment_report import write_report
 
@@ -48,18 +52,26 @@ def run(args: argparse.Namespace) -> int:
     seeds = check_seeds(list(preset.seeds) if args.seeds is None else args.seeds)
     tables = check_tables(args.tables)
     command = grid_command(args, seeds, tables)
+    grid = plan_runs(tables, seeds, args.key_rows_only)
+    chosen = grid if args.only is None else select_runs(grid, args.only)
     try:
         outcomes = run_grid(args.dataset, args.out, preset, seeds, tables, args.device, args.report_only,
-                            key_rows_only=args.key_rows_only)
+                            runs=chosen)
     except GridStopped as stopped:
         print(f"stopped: {stopped}\nrerun the same command to continue the grid", file=sys.stderr)
         return 130
+    if args.only is not None:  # the report covers the whole grid: the other runs as they stand now
+        own = {outcome.run.run_id: outcome for outcome in outcomes}
+        outcomes = [own.get(outcome.run.run_id, outcome) for outcome in
+                    run_grid(args.dataset, args.out, preset, seeds, tables, report_only=True, runs=grid)]
     report = write_report(args.out, preset, read_dataset(args.dataset), tables, seeds, outcomes, command)
     failed = [o for o in outcomes if o.status == "failed"]
     missing = [o for o in outcomes if o.status == "missing"]
     print(f"report written to {report}")
     if missing:
-        print(f"{len(missing)} run(s) not finished yet; rerun without --report-only to train them", file=sys.stderr)
+        hint = "they are not among --only" if args.only and not args.report_only else \
+            "rerun without --report-only to train them"
+        print(f"{len(missing)} run(s) not finished yet; {hint}", file=sys.stderr)
     if failed:
         print(f"error: {len(failed)} run(s) failed: " + ", ".join(o.run.run_id for o in failed), file=sys.stderr)
         return 1
