@@ -101,14 +101,18 @@ def _percent(value) -> str:
 
 
 def print_table(rows: Dict[str, dict]) -> None:
-    print("| run | step | test mAP | max sens. | sens. at 2 FP/case | FP per case | 3–6 mm | 6–10 mm "
-          "| validation AP | predicted / labelled lesion share of training brain |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    """One line per scored step; the < 3 mm column only when the test split has such lesions
+    (the full-size cohort does, the `--small` one has none)."""
+    tiny = any(row["sensitivity_by_diameter"].get("0-3") is not None for row in rows.values())
+    print("| run | step | test mAP | max sens. | sens. at 2 FP/case | FP per case | " + ("< 3 mm | " if tiny else "")
+          + "3–6 mm | 6–10 mm | validation AP | predicted / labelled lesion share of training brain |")
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if tiny else ""))
     for row in rows.values():
         share = row["train_positive_share"], row["train_label_share"]
         shares = "—" if None in share else f"{100 * share[0]:.2f}% / {100 * share[1]:.2f}%"
+        smallest = f"| {_percent(row['sensitivity_by_diameter'].get('0-3'))} " if tiny else ""
         print(f"| {row['run']} | {row['step']} | {_percent(row['ap'])} | {_percent(row['max_sensitivity'])} "
-              f"| {_percent(row['froc'].get('2'))} | {row['fp_per_case']:.1f} "
+              f"| {_percent(row['froc'].get('2'))} | {row['fp_per_case']:.1f} {smallest}"
               f"| {_percent(row['sensitivity_by_diameter'].get('3-6'))} "
               f"| {_percent(row['sensitivity_by_diameter'].get('6-10'))} "
               f"| {'—' if row['validation_ap'] is None else format(row['validation_ap'], '.2f')} | {shares} |")
