@@ -30,7 +30,7 @@ def test_a_generated_cohort_is_identical_to_its_preset(cohort):
     assert (provenance.preset, provenance.seed, provenance.cases, provenance.changes) == ("small", 5, 3, [])
     assert "preset `small`, seed 5, 3 cases" in provenance.sentence()
     assert "identical to this version's built-in `small` preset" in provenance.sentence()
-    assert provenance.to_json()["changed_parameters"] == []
+    assert provenance.to_json()["changed_parameters"] == [] and provenance.val_cases is None
 
 
 def test_every_changed_parameter_is_named_with_both_values(cohort, tmp_path):
@@ -54,6 +54,15 @@ def test_every_changed_parameter_is_named_with_both_values(cohort, tmp_path):
     sentence = provenance.sentence()
     assert "3 generation parameter(s) differ" in sentence
     assert f"subtle_probability: {small.subtle_probability} → 0.4" in sentence
+
+
+def test_a_cohort_split_with_val_cases_says_so(tmp_path):
+    root = tmp_path / "synth"
+    write_cohort(root, 4, seed=5, preset_name="small", val_cases=2)
+    provenance = cohort_provenance(root)
+    assert provenance.val_cases == 2 and provenance.changes == []
+    assert "seed 5, 4 cases (2 of them validation cases, `--val-cases`)" in provenance.sentence()
+    assert provenance.to_json()["val_cases"] == 2
 
 
 def test_a_preset_this_version_lacks_is_said_so(cohort, tmp_path):

@@ -169,6 +169,23 @@ def test_small_cohorts_keep_all_strata_and_a_training_case():
     assert plan_cohort(24, seed=4) != plans
 
 
+def test_val_cases_turn_training_cases_into_validation_cases_of_the_same_cohort():
+    default = plan_cohort(40, seed=0, params=PRESETS["small"])
+    four = plan_cohort(40, seed=0, params=PRESETS["small"], val_cases=4)
+    splits = [plan.split for plan in four]
+    assert (splits.count("train"), splits.count("val"), splits.count("test")) == (24, 4, 12)
+    # the same cases (ids, seeds, lesion strata) and test split: only training cases moved
+    assert [(p.case_id, p.seed, p.stratum) for p in four] == [(p.case_id, p.seed, p.stratum) for p in default]
+    moved = {(a.split, b.split) for a, b in zip(default, four) if a.split != b.split}
+    assert moved == {("train", "val")}
+    assert plan_cohort(40, seed=0, params=PRESETS["small"], val_cases=1) == default  # the default share is one case
+    assert [p.split for p in plan_cohort(40, seed=0, params=PRESETS["small"], val_cases=0)].count("val") == 0
+    for wrong in (28, -1, True):
+        with pytest.raises(BrainMetSegError, match=rf"--val-cases: {wrong!r}; expected a whole number from 0 to 27, "
+                                                   r"which leaves a training case of the 40 \(12 of them test cases\)"):
+            plan_cohort(40, seed=0, params=PRESETS["small"], val_cases=wrong)
+
+
 def test_cohort_reads_back_with_its_description(tmp_path: Path):
     params = tiny_params()
     entries = write_cohort(tmp_path, 4, seed=2, params=params, preset_name="tiny")
@@ -308,6 +325,21 @@ def test_cli_writes_a_small_cohort_and_refuses_to_overwrite_it(tmp_path: Path):
     assert json.loads((out / SYNTH_JSON).read_text())["seed"] == 5
     refused = _cli("synth", "--out", str(tmp_path / "other"), "--cases", "2", "--small", "--workers", "0")
     assert refused.returncode == 2 and "--workers: 0; expected a whole number of processes >= 1" in refused.stderr
+    assert json.loads((out / SYNTH_JSON).read_text())["val_cases"] is None  # the preset's share
+
+
+def test_cli_val_cases_are_written_and_recorded(tmp_path: Path):
+    out = tmp_path / "cohort"
+    done = _cli("synth", "--out", str(out), "--cases", "12", "--seed", "1", "--small", "--val-cases", "2",
+                "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert "wrote 12 synthetic case(s) (small preset, seed 1) to" in done.stdout and "7 train, 2 val, 3 test" in done.stdout
+    assert [entry.split for entry in read_dataset(out).cases].count("val") == 2
+    assert json.loads((out / SYNTH_JSON).read_text())["val_cases"] == 2
+    refused = _cli("synth", "--out", str(tmp_path / "other"), "--cases", "12", "--small", "--val-cases", "9")
+    assert refused.returncode == 2
+    assert "error: --val-cases: 9; expected a whole number from 0 to 8" in refused.stderr
+    assert not (tmp_path / "other").exists()
 
 
 # ---------------------------------------------------------------------------------- picture

@@ -5,10 +5,12 @@
 #
 #   BUDGET_S=550 bash benchmarks/gpu_key_rows.sh     (repository root; report in $OUT or /tmp)
 #
-# 1. `brainmetseg synth` a 20-case cohort (COHORT, default "--cases 20": 13 train, 1 val, 6 test)
-#    of the default (BrainMetShare-like) preset, seed 2, one process per core (with 40 cases,
-#    27 of them for training, no schedule fitted a 290 s budget on an H200: the calibration
-#    alone, mostly loading the cases, took 48 s);
+# 1. `brainmetseg synth` a 23-case cohort (COHORT, default "--cases 23 --val-cases 4": 13 train,
+#    4 val, 6 test; the first lease's "--cases 20" had 1 val case, and selection on a single
+#    case reversed trial 3's conclusion, docs/results/dev-trial3) of the default
+#    (BrainMetShare-like) preset, seed 2, one process per core (with 40 cases, 27 of them for
+#    training, no schedule fitted a 290 s budget on an H200: the calibration alone, mostly
+#    loading the cases, took 48 s);
 # 2. benchmarks/gpu_schedule.py trains 40 calibration steps and writes the preset that fits;
 # 3. `brainmetseg experiment --tables 1 --key-rows-only --seeds 0` with that preset, the three
 #    runs side by side on the one GPU (`--only RUN_ID`, one process each: one run's loading,
@@ -27,7 +29,7 @@ WORK=${WORK:-/tmp/brainmetseg-key-rows}
 source benchmarks/gpu_env.sh
 rm -rf "$WORK"; mkdir -p "$WORK" "$RESULTS"
 echo "=== cohort"
-$PY -m BrainMetSegLib synth --out "$WORK/cohort" ${COHORT:---cases 20} --seed 2 --workers "$(nproc)" || exit 1
+$PY -m BrainMetSegLib synth --out "$WORK/cohort" ${COHORT:---cases 23 --val-cases 4} --seed 2 --workers "$(nproc)" || exit 1
 KEY_ROWS=$($PY -c "from BrainMetSegLib.experiment_grid import plan_runs; print(*(r.run_id for r in plan_runs([1], [0], True)))")
 if [ "${PARALLEL:-1}" = 1 ]; then  # one process per run, the host's cores shared among them
     SIDE_BY_SIDE=--parallel; THREADS=$(( $(nproc) / 3 )); export OMP_NUM_THREADS=$(( THREADS > 0 ? THREADS : 1 ))

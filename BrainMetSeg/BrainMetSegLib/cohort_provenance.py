@@ -29,13 +29,16 @@ class CohortProvenance:
     cases: Optional[int] = None
     changes: Optional[List[Change]] = None
     """None when the preset is unknown to this version (nothing to compare with)."""
+    val_cases: Optional[int] = None
+    """The `--val-cases` the cohort was split with; None for the preset's validation share."""
 
     def sentence(self) -> str:
         """One line for the report."""
         if self.preset is None:
             return (f"synthetic ({self.generator}); its synth.json does not record the preset, seed and "
                     "parameters, so whether the cohort was changed is unknown")
-        head = (f"synthetic, `brainmetseg synth` preset `{self.preset}`, seed {self.seed}, {self.cases} cases "
+        split = "" if self.val_cases is None else f" ({self.val_cases} of them validation cases, `--val-cases`)"
+        head = (f"synthetic, `brainmetseg synth` preset `{self.preset}`, seed {self.seed}, {self.cases} cases{split} "
                 f"({self.generator})")
         if self.changes is None:
             return f"{head}; this version has no built-in preset `{self.preset}` to compare its parameters with"
@@ -48,6 +51,7 @@ class CohortProvenance:
 
     def to_json(self) -> Dict[str, object]:
         return {"generator": self.generator, "preset": self.preset, "seed": self.seed, "cases": self.cases,
+                "val_cases": self.val_cases,
                 "changed_parameters": None if self.changes is None else
                 [{"name": name, "built_in": built_in, "used": used} for name, built_in, used in self.changes]}
 
@@ -87,4 +91,6 @@ def cohort_provenance(root: Path) -> Optional[CohortProvenance]:
     built_in = PRESETS.get(name)
     # JSON round trip: tuples in the dataclass become lists, as in the file
     changes = None if built_in is None else parameter_changes(json.loads(json.dumps(built_in.to_json())), params)
-    return CohortProvenance(generator, name, seed, len(cases), changes)
+    val_cases = document.get("val_cases")
+    return CohortProvenance(generator, name, seed, len(cases), changes,
+                            val_cases if isinstance(val_cases, int) and not isinstance(val_cases, bool) else None)

@@ -115,17 +115,26 @@ def _largest_remainder(total: int, weights) -> List[int]:
     return [int(c) for c in counts]
 
 
-def plan_cohort(cases: int, seed: int, params: Optional[SynthParams] = None) -> List[CasePlan]:
+def plan_cohort(cases: int, seed: int, params: Optional[SynthParams] = None,
+                val_cases: Optional[int] = None) -> List[CasePlan]:
     """Case ids, splits, lesion-count strata and per-case seeds of a cohort.
 
     Test cases are balanced across the strata (a multiple of three, as the paper's 17+17+17);
     train and val cases follow `stratum_weights`. Case seeds derive from the cohort seed.
+    `val_cases` replaces the preset's validation share (5 of 156, as the paper): in a small
+    cohort that share is one case, too few for model selection to tell epochs apart.
     """
     params = validate(params if params is not None else PRESETS["default"])
     if cases < 1:
         raise BrainMetSegError(f"--cases: {cases}; expected at least 1")
     n_test = 3 * (int(round(cases * params.test_fraction)) // 3)
-    n_val = max(1, int(round(cases * params.val_fraction))) if cases - n_test >= 2 else 0
+    if val_cases is None:
+        n_val = max(1, int(round(cases * params.val_fraction))) if cases - n_test >= 2 else 0
+    elif isinstance(val_cases, bool) or not isinstance(val_cases, int) or not 0 <= val_cases < cases - n_test:
+        raise BrainMetSegError(f"--val-cases: {val_cases!r}; expected a whole number from 0 to {cases - n_test - 1}, "
+                               f"which leaves a training case of the {cases} ({n_test} of them test cases)")
+    else:
+        n_val = val_cases
     n_train = cases - n_test - n_val
     strata_test = [s for s in range(len(STRATUM_NAMES)) for _ in range(n_test // 3)]
     strata_rest = [s for s, n in enumerate(_largest_remainder(n_train + n_val, params.stratum_weights)) for _ in range(n)]
@@ -151,7 +160,8 @@ def _write_planned_case(out: Path, plan: CasePlan, params: SynthParams, overwrit
 
 def write_cohort(out: PathLike, cases: int, seed: int, params: Optional[SynthParams] = None,
                  preset_name: str = "default", overwrite: bool = False,
-                 progress: Optional[Progress] = None, workers: int = 1) -> List[CaseEntry]:
+                 progress: Optional[Progress] = None, workers: int = 1,
+                 val_cases: Optional[int] = None) -> List[CaseEntry]:
     """Generate a cohort into `out` (dataset layout + dataset.json + synth.json).
 
     `workers` > 1 generates cases in that many processes: every case has its own seed, so the
@@ -168,7 +178,7 @@ def write_cohort(out: PathLike, cases: int, seed: int, params: Optional[SynthPar
         raise BrainMetSegError(f"--workers: {workers!r}; expected a whole number of processes >= 1")
     params = validate(params if params is not None else preset(preset_name))
     out = Path(out)
-    plans = plan_cohort(cases, seed, params)
+    plans = plan_cohort(cases, seed, params, val_cases)
     if out.exists() and not out.is_dir():
         raise BrainMetSegError(f"{out}: exists and is not a folder")
     if not overwrite:
@@ -198,7 +208,7 @@ def write_cohort(out: PathLike, cases: int, seed: int, params: Optional[SynthPar
     write_dataset_json(out, entries)
     atomic_write_json(out / SYNTH_JSON, {
         "format": 1, "generator": f"brainmetseg {__version__} synth", "preset": preset_name, "seed": int(seed),
-        "params": params.to_json(), "cases": [described for _, described in written]})
+        "val_cases": val_cases, "params": params.to_json(), "cases": [described for _, described in written]})
     if progress is not None:
         progress(1.0, f"wrote {len(entries)} synthetic cases to {out}")
     return entries
