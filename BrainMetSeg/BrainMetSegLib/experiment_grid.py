@@ -154,9 +154,10 @@ def plan_runs(tables: Sequence[int], seeds: Sequence[int], key_rows_only: bool =
 def select_runs(runs: Sequence[Run], run_ids: Sequence[str]) -> List[Run]:
     """The runs of a grid named by `run_ids` (--only), in the grid's order: one grid shared by
     several processes or GPUs, each training its own runs into the same folder."""
-    known = {run.run_id: run for run in runs}
+    known = [run.run_id for run in runs]
     unknown = [run_id for run_id in run_ids if run_id not in known]
     if unknown:
         raise BrainMetSegError(f"--only: {', '.join(unknown)} not a run of this grid (check --tables, --seeds and "
                                f"--key-rows-only); its runs are {', '.join(known)}")
-    return [run for run in runs if run.run_id in set(run_ids)]
+    wanted = set(run_ids)
+    return [run for run in runs if run.run_id in wanted]
