@@ -2,8 +2,8 @@
 
 With one validation case (cohort seeds 2 and 3) the trainer's choice of epoch (best validation
 AP) kept step 500 in 9 of the 18 key-row runs, and in 8 of those 9 step 1,000 had the higher
-test AP (their last_step.json files). This cohort has 4 validation cases (`synth --val-cases 4`). The kept epoch is already
-scored by the experiment; the other is scored here from the run's checkpoint (step 1,000) or
+test AP (their last_step.json files). This cohort has 4 validation cases (`synth --val-cases
+4`). The kept epoch is already scored by the experiment; the other is scored here from the run's checkpoint (step 1,000) or
 from a copy of the step-500 checkpoint taken while the run trained (EPOCH1_DIR/<run id>/
 checkpoint.safetensors; step 600 overwrites the run's own). Nothing is written into the
 experiment folder; OUT.json has one entry per run in last_step_evaluation.py's format (so that
@@ -43,29 +43,29 @@ def validation_ap(run: Path) -> Dict[str, float]:
             for event in read_events(run / "events.jsonl") if event["event"] == "epoch"}
 
 
-def score_checkpoint(folder: Path, run: Path, test: list, scratch: Path) -> Optional[Dict[str, object]]:
-    """Test figures of the weights in folder/checkpoint.safetensors, with the step they were saved at."""
+def score_checkpoint(folder: Path, run: Path, test: list, scratch: Path) -> Optional[Dict[str, float]]:
+    """Test figures of the weights in folder/checkpoint.safetensors; None where there is none."""
     if not (folder / "checkpoint.safetensors").is_file():
         return None
     checkpoint = load_checkpoint(folder)
     model = save_model_folder(scratch / f"{run.name}-{checkpoint.progress['step']}", checkpoint.model,
                               read_model_config(run / "model"))
     evaluations, _ = evaluate_model(model, test, "cpu")
-    return {"step": checkpoint.progress["step"], **figures(summarise(evaluations))}
+    return figures(summarise(evaluations))
 
 
 def score_run(run: Path, epoch1: Path, test: list, scratch: Path) -> Dict[str, object]:
+    """The run's kept epoch from its evaluation; the other of its two from the checkpoint that holds it."""
     kept = json.loads((run / EVALUATION_FILE).read_text())
     epochs, selected = kept["training"]["epochs"], kept["training"]["selected_epoch"]
+    other_epoch, other_folder = (epochs, run) if selected != epochs else (1, epoch1 / run.name)
     test_by_epoch = {str(selected): figures(kept["summary"])}
-    other = score_checkpoint(run, run, test, scratch) if selected != epochs else \
-        score_checkpoint(epoch1 / run.name, run, test, scratch)
+    other = score_checkpoint(other_folder, run, test, scratch)
     if other is not None:
-        epoch = str(epochs) if selected != epochs else "1"
-        test_by_epoch[epoch] = {key: value for key, value in other.items() if key != "step"}
-    last = test_by_epoch.get(str(epochs))
+        test_by_epoch[str(other_epoch)] = other
     entry: Dict[str, object] = {"step": kept["training"]["steps"], "selected_epoch": selected,
                                 "validation_ap": validation_ap(run), "test": test_by_epoch}
+    last = test_by_epoch.get(str(epochs))
     if last is not None:
         entry.update({f"{key}_kept": value for key, value in test_by_epoch[str(selected)].items()})
         entry.update({f"{key}_last": value for key, value in last.items()})
