@@ -113,6 +113,25 @@ def test_a_plain_module_is_left_as_it_is_on_the_cpu(spot_model):
     assert predictor.speed.skip_padding_taps
 
 
+def test_a_channels_last_module_is_fed_nhwc_frames_and_gives_the_same_map():
+    """The trainer's network is NHWC on the CPU too; validating it must feed it NHWC frames
+    (oneDNN would otherwise convert every layer), keep it NHWC, and give the NCHW map."""
+    torch.manual_seed(0)
+    network = build_network("mobilenet_v3_large").eval()
+    prepared = prepare_case(spot_case(), [2.0, 2.0], 2.0, [40, 40])
+    plain = predict_probability(network, prepared, torch.device("cpu"))
+    network.to(memory_format=torch.channels_last)
+    stem = next(m for m in network.modules() if isinstance(m, nn.Conv2d))
+    layouts = []
+    stem.register_forward_pre_hook(
+        lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    nhwc = predict_probability(network, prepared, torch.device("cpu"))
+    assert layouts and all(layouts)
+    assert not stem.weight.is_contiguous() and stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert float(plain.max()) > 0
+    np.testing.assert_allclose(nhwc, plain, atol=1e-5)
+
+
 def test_skipping_padding_taps_is_exact_on_deeplab():
     """MobileNetV3 DeepLabv3 at 320 pixels: a 20x20 map in the ASPP, so the convolutions dilated
     by 24 and 36 take the 1x1 path and the one dilated by 12 the full one; same logits."""

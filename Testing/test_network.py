@@ -70,6 +70,40 @@ def test_channels_last_gives_the_same_logits(networks):
     assert torch.allclose(result, reference, atol=1e-4)
 
 
+def test_channels_last_training_step_gives_the_same_loss_and_gradients():
+    """The trainer runs NHWC on every device (faster on oneDNN's CPU kernels as on tensor cores);
+    one step in training mode (batch statistics) must give the loss and gradients of NCHW.
+    The ASPP's dropout is switched off: its mask is drawn in memory order, so the same seed
+    drops other activations in NHWC (another draw, not another computation)."""
+    torch.manual_seed(0)
+    nchw = build_network("mobilenet_v3_large").train()
+    nhwc = build_network("mobilenet_v3_large").train()
+    nhwc.load_state_dict(nchw.state_dict())
+    nhwc.to(memory_format=torch.channels_last)
+    for network in (nchw, nhwc):
+        for module in network.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.eval()
+    x = torch.randn(2, 20, 48, 48)
+    target = (torch.rand(2, 48, 48) < 0.1).long()
+    results = []
+    for network, frames in ((nchw, x), (nhwc, x.contiguous(memory_format=torch.channels_last))):
+        loss = torch.nn.functional.cross_entropy(network(frames), target)
+        loss.backward()
+        results.append((loss.detach(), {name: p.grad for name, p in network.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert torch.allclose(loss_a, loss_b, atol=1e-5)
+    assert grads_a.keys() == grads_b.keys()
+    # float32 rounding through 60 layers: compared as one vector, since some gradients are
+    # rounding noise themselves (a batch norm's bias feeding another batch norm: about 1e-7)
+    flat_a = torch.cat([grad.flatten() for grad in grads_a.values()])
+    flat_b = torch.cat([grads_b[name].flatten() for name in grads_a])
+    assert float(flat_a.abs().max()) > 1e-3
+    assert torch.linalg.vector_norm(flat_a - flat_b) <= 1e-3 * torch.linalg.vector_norm(flat_a)
+    stem = next(m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.grad.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_training_step_reaches_the_stem():
     torch.manual_seed(0)
     network = build_network("mobilenet_v3_large").train()

@@ -3,10 +3,11 @@
 Every run of a grid trains with the same schedule (the paper tuned its baseline and reused
 its settings for every other row), so the schedule is a property of the experiment, not of
 a row. The `small` numbers are the cheapest schedule measured to train networks that find
-lesions on the synthetic `--small` cohort; on 2 CPU cores that is about 10 minutes a run, so
-the whole grid (17 rows, plus two extra seeds of the 5 key rows: 27 runs) takes about 4.5
-hours, not the hour first aimed at. README.md, "How the `small` preset was sized" shows the
-measurements behind both numbers.
+lesions on the synthetic `--small` cohort as it was before the cohort change of 2026-11-27; on
+2 CPU cores the whole grid (17 rows, plus two extra seeds of the 5 key rows: 27 runs) took
+1 h 27 min with the channels-last trainer, not the hour first aimed at, and on today's harder
+cohort its 200 steps train networks too weak to compare the losses (the reported comparisons
+use 1,000 steps). README.md, "How the `small` preset was sized" shows the measurements.
 """
 from __future__ import annotations
 

@@ -120,6 +120,14 @@ def precision_context(device: torch.device, precision: str) -> ContextManager:
     return contextlib.nullcontext()
 
 
+def is_channels_last(network: nn.Module) -> bool:
+    """True when the network's first convolution holds NHWC weights: a caller that did not
+    convert it must feed frames in the layout its owner chose."""
+    conv = next((m for m in network.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv is not None and not conv.weight.is_contiguous() \
+        and conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 class FastNetwork:
     """`network` run as `options` say: frames in, float32 logits out, on `device`.
 

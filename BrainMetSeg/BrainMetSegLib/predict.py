@@ -24,7 +24,7 @@ from .brain_margin import DEFAULT_BRAIN_MARGIN_MM, brain_neighbourhood, check_br
 from .case import Case
 from .devices import resolve_device
 from .errors import BrainMetSegError
-from .fast_path import COMPILE_NOTICE, FastNetwork, SpeedOptions
+from .fast_path import COMPILE_NOTICE, FastNetwork, SpeedOptions, is_channels_last
 from .frames import prepare_case, stack_frames
 from .lesions import Lesion, check_threshold, find_lesions, write_lesion_csv
 from .model_card import SYNTHETIC_WARNING
@@ -87,13 +87,14 @@ def predict_probability(network: Union[torch.nn.Module, FastNetwork], prepared, 
     Slices without brain are not run and stay 0. With `brain_margin_mm`, voxels farther than
     that from the brain are set to 0 too (brain_margin.py). `cancel` is polled before every
     batch and stops the work with `Cancelled`, so a user's Stop takes effect within one batch.
-    A plain module runs with the default precision (bf16 autocast on CUDA, fp32 on the CPU) and
-    channels_last on CUDA only; it is otherwise left as it is, since training shares it."""
+    A plain module runs with the default precision (bf16 autocast on CUDA, fp32 on the CPU), in
+    channels_last on CUDA or when it already is (the trainer's network), and is otherwise left as
+    it is, since training shares it."""
     _check_batch_size(batch_size)
     brain_margin_mm = check_brain_margin(brain_margin_mm)
     device = torch.device(device)
-    fast = network if isinstance(network, FastNetwork) else \
-        FastNetwork(network, device, SpeedOptions(channels_last=device.type == "cuda", skip_padding_taps=False))
+    fast = network if isinstance(network, FastNetwork) else FastNetwork(network, device, SpeedOptions(
+        channels_last=device.type == "cuda" or is_channels_last(network), skip_padding_taps=False))
     fast.module.eval()
     brain_slices = np.flatnonzero(np.asarray(prepared.brain).any(axis=(1, 2)))
     depth, height, width = prepared.images.shape[1:]
