@@ -1,0 +1,14 @@
+#!/bin/bash
+mkdir -p /tmp/s17/epoch1
+while true; do
+  for run in /tmp/s16/long5/runs/*/; do
+    name=$(basename $run); dest=/tmp/s17/epoch1/$name
+    [ -f $dest/checkpoint.safetensors ] && continue
+    ev=$run/events.jsonl; [ -f $ev ] || continue
+    if grep -q '"step": 500, "total_steps": 1000, "epoch": 1, "reason": "epoch"' $ev && ! grep -q '"step": 600, "total_steps": 1000, "epoch": 2, "reason": "step"' $ev; then
+      mkdir -p $dest.tmp && cp $run/checkpoint.safetensors $dest.tmp/ && mv $dest.tmp $dest && echo "$(date +%T) copied $name"
+    fi
+  done
+  grep -q '^done' /tmp/s17/run.out 2>/dev/null && exit 0
+  sleep 5
+done
