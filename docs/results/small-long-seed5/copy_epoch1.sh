@@ -1,4 +1,6 @@
 #!/bin/bash
+# Keep each run's step-500 (epoch 1) checkpoint before step 600 replaces it, so that epoch_scores.py
+# can score both epochs; runs alongside run_seeds_1_2.sh and stops at its "done".
 mkdir -p /tmp/s17/epoch1
 while true; do
   for run in /tmp/s16/long5/runs/*/; do

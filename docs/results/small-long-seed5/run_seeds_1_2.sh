@@ -1,6 +1,6 @@
 #!/bin/bash
 # Training seeds 1 and 2 of the same key rows, added to run_key_rows.sh's folder (seed 0 is
-# already there and is skipped): three chains of two single-thread runs on 2 cores.
+# already there): three chains of two single-thread runs on 2 cores.
 set -u
 cd "$(dirname "$0")/../../.."   # the repository root
 D=/tmp/s16/synth-seed5; O=/tmp/s16/long5; L=/tmp/s17
