@@ -1,0 +1,136 @@
+"""Lopsided minus censored CE over several cohort seeds, each with the same training seeds.
+
+One cohort seed's three training seeds share its test set and its censoring draws, so their
+differences are not independent; the cohort seeds are. This prints, for Table 1's stochastic key
+rows, each cohort's mean paired difference, the mean and sd over cohorts, a one-sample t-test of
+the cohort means against zero (two-sided, n − 1 degrees of freedom), and how many of all the
+(cohort, training seed) pairs were ahead, level or behind. Figures as selected come from each
+results.json; figures at the last step from the epoch_scores.json beside it (epoch_scores.py).
+Every file must come from the same preset and cohort recipe, differing only in the cohort seed:
+
+    .venv/bin/python docs/results/pool_cohort_seeds.py docs/results/small-long-seed{4,5,6}/results.json
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from scipy import stats
+
+from BrainMetSegLib.experiment_grid import BASELINE, Row, Run
+from BrainMetSegLib.seed_statistics import mean_sd
+
+CENSORED_CE, LOPSIDED = Row("stochastic", 3.0, 1.0), Row("stochastic", 3.0, 0.1)
+AS_SELECTED = (("max_sensitivity", "max sens.", 100.0), ("ap", "mAP", 100.0),
+               ("froc0.5", "sens. at 0.5 FP/case", 100.0), ("froc1", "sens. at 1 FP/case", 100.0),
+               ("froc2", "sens. at 2 FP/case", 100.0), ("fp_per_case", "FP per case", 1.0))
+AT_LAST_STEP = tuple(f for f in AS_SELECTED if f[0] in ("max_sensitivity", "ap", "froc2", "fp_per_case"))
+COHORT_RECIPE = ("generator", "preset", "cases", "val_cases", "changed_parameters")
+
+Figures = Dict[str, float]
+
+
+def selected_figures(summary: dict) -> Figures:
+    return {"max_sensitivity": summary["max_sensitivity"], "ap": summary["ap"],
+            "fp_per_case": summary["fp_per_case"],
+            **{f"froc{rate}": summary["froc"][rate] for rate in ("0.5", "1", "2")}}
+
+
+def read_cohort(results_file: Path) -> Tuple[dict, Dict[str, Tuple[Figures, Figures]]]:
+    """The file's cohort and, for each key-row run, its figures as selected and at its last step."""
+    results = json.loads(results_file.read_text())
+    epoch_file = results_file.parent / "epoch_scores.json"
+    last_step = json.loads(epoch_file.read_text()) if epoch_file.is_file() else {}
+    runs = {}
+    for row in (BASELINE, CENSORED_CE, LOPSIDED):
+        for seed in results["seeds"]:
+            run_id = Run(row, seed).run_id
+            run = results["runs"].get(run_id)
+            if run is None or run["summary"] is None:
+                sys.exit(f"{results_file}: run {run_id} is not finished; every key row needs every seed")
+            selected = selected_figures(run["summary"])
+            if run["training"]["selected_epoch"] == run["training"]["epochs"]:
+                last = selected
+            elif run_id in last_step:
+                last = {key: last_step[run_id][f"{key}_last"] for key, _, _ in AT_LAST_STEP}
+            else:
+                sys.exit(f"{results_file}: {run_id} kept an earlier epoch and {epoch_file} has no "
+                         "last-step score for it; run epoch_scores.py first")
+            runs[run_id] = (selected, last)
+    return results, runs
+
+
+def check_comparable(cohorts: List[Tuple[Path, dict]]) -> None:
+    first_path, first = cohorts[0]
+    for path, results in cohorts[1:]:
+        if results["preset"] != first["preset"] or results["seeds"] != first["seeds"]:
+            sys.exit(f"{path}: its preset or training seeds differ from {first_path}'s")
+        for field in COHORT_RECIPE:
+            if results["cohort"][field] != first["cohort"][field]:
+                sys.exit(f"{path}: its cohort's {field!r} differs from {first_path}'s; not the same recipe")
+    seeds = [results["cohort"]["seed"] for _, results in cohorts]
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"cohort seeds {seeds}: a cohort seed is given twice")
+
+
+def cell(values: List[float], scale: float, sign: str = "+") -> str:
+    mean, sd, _ = mean_sd(values)
+    digits = 0 if scale == 100.0 else 1
+    return f"{scale * mean:{sign}.{digits}f} ± {scale * sd:.{digits}f}".replace("-", "−")
+
+
+def pooled_table(title: str, cohorts: List[Tuple[int, List[Tuple[Figures, Figures]]]],
+                 figures: Tuple[Tuple[str, str, float], ...]) -> List[str]:
+    """cohorts: (cohort seed, [(lopsided, censored CE) figures per training seed])."""
+    header = [f"lopsided − censored CE, {title}"] + [f"cohort {seed}" for seed, _ in cohorts] \
+        + ["mean ± sd over cohorts", "t-test p", "pairs ahead / level / behind"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for key, name, scale in figures:
+        differences = [[lop[key] - ce[key] for lop, ce in pairs] for _, pairs in cohorts]
+        cohort_means = [mean_sd(d)[0] for d in differences]
+        every = [d for per_cohort in differences for d in per_cohort]
+        better = (lambda d: d < -1e-9) if key == "fp_per_case" else (lambda d: d > 1e-9)
+        ahead = sum(better(d) for d in every)
+        level = sum(abs(d) <= 1e-9 for d in every)
+        p_value = stats.ttest_1samp(cohort_means, 0.0).pvalue
+        lines.append(f"| {name} | " + " | ".join(cell(d, scale) for d in differences)
+                     + f" | {cell(cohort_means, scale)} | {p_value:.2f} | {ahead} / {level} / {len(every) - ahead - level} |")
+    return lines
+
+
+def kept_table(cohorts: List[Tuple[int, dict]], which: int) -> List[str]:
+    """Share of the full-label max sensitivity each censored row kept, per cohort (ratio of means)."""
+    lines = ["| max sens. kept | " + " | ".join(f"cohort {seed}" for seed, _ in cohorts) + " |",
+             "|---" * (len(cohorts) + 1) + "|"]
+    for row, name in ((CENSORED_CE, "censored CE (3, 1)"), (LOPSIDED, "lopsided (3, 0.1)")):
+        cells = []
+        for _, runs in cohorts:
+            def mean_of(r: Row) -> float:
+                return mean_sd([figures[which]["max_sensitivity"] for run_id, figures in runs.items()
+                                if run_id.startswith(r.key() + "-s")])[0]
+            cells.append(f"{100 * mean_of(row) / mean_of(BASELINE):.0f}%")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(results_files: List[Path]) -> None:
+    read = [(path, *read_cohort(path)) for path in results_files]
+    check_comparable([(path, results) for path, results, _ in read])
+    seeds = read[0][1]["seeds"]
+    steps = read[0][1]["preset"]["epochs"] * read[0][1]["preset"]["steps_per_epoch"]
+    by_cohort = [(results["cohort"]["seed"], runs) for _, results, runs in read]
+    for which, title, figures in ((0, "as selected", AS_SELECTED), (1, f"at step {steps:,}", AT_LAST_STEP)):
+        pairs = [(seed, [(runs[Run(LOPSIDED, s).run_id][which], runs[Run(CENSORED_CE, s).run_id][which])
+                         for s in seeds]) for seed, runs in by_cohort]
+        print("\n".join(pooled_table(title, pairs, figures)))
+        print()
+        print("\n".join(kept_table(by_cohort, which)).replace("max sens. kept", f"max sens. kept, {title}"))
+        print()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    main([Path(arg) for arg in sys.argv[1:]])
