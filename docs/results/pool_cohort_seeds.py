@@ -38,9 +38,8 @@ def selected_figures(summary: dict) -> Figures:
             **{f"froc{rate}": summary["froc"][rate] for rate in ("0.5", "1", "2")}}
 
 
-def read_cohort(results_file: Path) -> Tuple[dict, Dict[str, Tuple[Figures, Figures]]]:
-    """The file's cohort and, for each key-row run, its figures as selected and at its last step."""
-    results = json.loads(results_file.read_text())
+def read_runs(results_file: Path, results: dict) -> Dict[str, Tuple[Figures, Figures]]:
+    """For each key-row run of the file, its figures as selected and at its last step."""
     epoch_file = results_file.parent / "epoch_scores.json"
     last_step = json.loads(epoch_file.read_text()) if epoch_file.is_file() else {}
     runs = {}
@@ -59,7 +58,7 @@ def read_cohort(results_file: Path) -> Tuple[dict, Dict[str, Tuple[Figures, Figu
                 sys.exit(f"{results_file}: {run_id} kept an earlier epoch and {epoch_file} has no "
                          "last-step score for it; run epoch_scores.py first")
             runs[run_id] = (selected, last)
-    return results, runs
+    return runs
 
 
 def check_comparable(cohorts: List[Tuple[Path, dict]]) -> None:
@@ -75,10 +74,10 @@ def check_comparable(cohorts: List[Tuple[Path, dict]]) -> None:
         sys.exit(f"cohort seeds {seeds}: a cohort seed is given twice")
 
 
-def cell(values: List[float], scale: float, sign: str = "+") -> str:
+def cell(values: List[float], scale: float) -> str:
     mean, sd, _ = mean_sd(values)
     digits = 0 if scale == 100.0 else 1
-    return f"{scale * mean:{sign}.{digits}f} ± {scale * sd:.{digits}f}".replace("-", "−")
+    return f"{scale * mean:+.{digits}f} ± {scale * sd:.{digits}f}".replace("-", "−")
 
 
 def pooled_table(title: str, cohorts: List[Tuple[int, List[Tuple[Figures, Figures]]]],
@@ -100,9 +99,9 @@ def pooled_table(title: str, cohorts: List[Tuple[int, List[Tuple[Figures, Figure
     return lines
 
 
-def kept_table(cohorts: List[Tuple[int, dict]], which: int) -> List[str]:
+def kept_table(cohorts: List[Tuple[int, dict]], which: int, title: str) -> List[str]:
     """Share of the full-label max sensitivity each censored row kept, per cohort (ratio of means)."""
-    lines = ["| max sens. kept | " + " | ".join(f"cohort {seed}" for seed, _ in cohorts) + " |",
+    lines = [f"| max sens. kept, {title} | " + " | ".join(f"cohort {seed}" for seed, _ in cohorts) + " |",
              "|---" * (len(cohorts) + 1) + "|"]
     for row, name in ((CENSORED_CE, "censored CE (3, 1)"), (LOPSIDED, "lopsided (3, 0.1)")):
         cells = []
@@ -116,8 +115,9 @@ def kept_table(cohorts: List[Tuple[int, dict]], which: int) -> List[str]:
 
 
 def main(results_files: List[Path]) -> None:
-    read = [(path, *read_cohort(path)) for path in results_files]
-    check_comparable([(path, results) for path, results, _ in read])
+    cohorts = [(path, json.loads(path.read_text())) for path in results_files]
+    check_comparable(cohorts)
+    read = [(path, results, read_runs(path, results)) for path, results in cohorts]
     seeds = read[0][1]["seeds"]
     steps = read[0][1]["preset"]["epochs"] * read[0][1]["preset"]["steps_per_epoch"]
     by_cohort = [(results["cohort"]["seed"], runs) for _, results, runs in read]
@@ -126,7 +126,7 @@ def main(results_files: List[Path]) -> None:
                          for s in seeds]) for seed, runs in by_cohort]
         print("\n".join(pooled_table(title, pairs, figures)))
         print()
-        print("\n".join(kept_table(by_cohort, which)).replace("max sens. kept", f"max sens. kept, {title}"))
+        print("\n".join(kept_table(by_cohort, which, title)))
         print()
 
 
