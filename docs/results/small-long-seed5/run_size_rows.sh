@@ -6,7 +6,9 @@
 #   bash run_size_rows.sh 1 2    # ran afterwards: four processes
 set -u
 cd "$(dirname "$0")/../../.."   # the repository root
-D=/tmp/s16/synth-seed5; O=/tmp/s16/long5; L=/tmp/s17
+# D (cohort), O (experiment folder) and L (logs) may be set in the environment; the defaults are
+# cohort seed 5's. Cohort seed 6: D=/tmp/s18/synth-seed6 O=/tmp/s18/long6 L=/tmp/s18 bash run_size_rows.sh 0
+D=${D:-/tmp/s16/synth-seed5}; O=${O:-/tmp/s16/long5}; L=${L:-/tmp/s17}
 ARGS="--dataset $D --out $O --preset docs/results/small-long/preset.json --tables 1 2 --key-rows-only --seeds 0 1 2"
 export OMP_NUM_THREADS=1
 mkdir -p $L
