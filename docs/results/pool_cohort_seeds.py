@@ -99,17 +99,18 @@ def pooled_table(title: str, cohorts: List[Tuple[int, List[Tuple[Figures, Figure
     return lines
 
 
+def row_mean(runs: Dict[str, Tuple[Figures, Figures]], row: Row, which: int) -> float:
+    """Mean max sensitivity of the row's runs over the training seeds."""
+    return mean_sd([figures[which]["max_sensitivity"] for run_id, figures in runs.items()
+                    if run_id.startswith(row.key() + "-s")])[0]
+
+
 def kept_table(cohorts: List[Tuple[int, dict]], which: int, title: str) -> List[str]:
     """Share of the full-label max sensitivity each censored row kept, per cohort (ratio of means)."""
     lines = [f"| max sens. kept, {title} | " + " | ".join(f"cohort {seed}" for seed, _ in cohorts) + " |",
              "|---" * (len(cohorts) + 1) + "|"]
     for row, name in ((CENSORED_CE, "censored CE (3, 1)"), (LOPSIDED, "lopsided (3, 0.1)")):
-        cells = []
-        for _, runs in cohorts:
-            def mean_of(r: Row) -> float:
-                return mean_sd([figures[which]["max_sensitivity"] for run_id, figures in runs.items()
-                                if run_id.startswith(r.key() + "-s")])[0]
-            cells.append(f"{100 * mean_of(row) / mean_of(BASELINE):.0f}%")
+        cells = [f"{100 * row_mean(runs, row, which) / row_mean(runs, BASELINE, which):.0f}%" for _, runs in cohorts]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

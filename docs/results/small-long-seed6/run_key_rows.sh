@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../../.."   # the repository root
 D=/tmp/s18/synth-seed6; O=/tmp/s18/long6; L=/tmp/s18
 ARGS="--dataset $D --out $O --preset docs/results/small-long/preset.json --tables 1 --key-rows-only --seeds 0 1 2"
 export OMP_NUM_THREADS=1
+mkdir -p $L
 [ -d $D ] || .venv/bin/brainmetseg synth --small --cases 40 --val-cases 4 --seed 6 --out $D > $L/log-synth.txt 2>&1
 chain() { for id in "$@"; do .venv/bin/brainmetseg experiment $ARGS --only $id > $L/log-$id.txt 2>&1; done; }
 chain full-a3-b1-n100-s0 full-a3-b1-n100-s1 full-a3-b1-n100-s2 &
