@@ -1,17 +1,24 @@
 """Lopsided minus censored CE over several cohort seeds, each with the same training seeds.
 
 One cohort seed's three training seeds share its test set and its censoring draws, so their
-differences are not independent; the cohort seeds are. This prints, for Table 1's stochastic key
-rows, each cohort's mean paired difference, the mean and sd over cohorts, a one-sample t-test of
+differences are not independent; the cohort seeds are. This prints, for the key rows of Table 1
+(censored stochastically, the default) or of Table 2 (`--censoring size`), each cohort's mean
+paired difference, the mean and sd over cohorts, a one-sample t-test of
 the cohort means against zero (two-sided, n − 1 degrees of freedom), and how many of all the
 (cohort, training seed) pairs were ahead, level or behind. Figures as selected come from each
 results.json; figures at the last step from the epoch_scores.json beside it (epoch_scores.py).
-Every file must come from the same preset and cohort recipe, differing only in the cohort seed:
+Every file must come from the same preset and cohort recipe, differing only in the cohort seed.
+Files of the same cohort seed are one cohort whose runs were trained in several experiment
+folders (cohort 4's Table 2 rows were added later in a folder of their own); a run finished in
+two of them is refused:
 
     .venv/bin/python docs/results/pool_cohort_seeds.py docs/results/small-long-seed{4,5,6}/results.json
+    .venv/bin/python docs/results/pool_cohort_seeds.py --censoring size \
+        docs/results/small-long-seed{4/size-rows,5,6}/results.json
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,7 +29,9 @@ from scipy import stats
 from BrainMetSegLib.experiment_grid import BASELINE, Row, Run
 from BrainMetSegLib.seed_statistics import mean_sd
 
-CENSORED_CE, LOPSIDED = Row("stochastic", 3.0, 1.0), Row("stochastic", 3.0, 0.1)
+KEY_ROWS = {censoring: (Row(censoring, 3.0, 1.0), Row(censoring, 3.0, 0.1)) for censoring in ("stochastic", "size")}
+"""Censored CE and censored lopsided, by censoring mode."""
+CENSORING_NAMES = {"stochastic": "censored stochastically", "size": "censored by size"}
 AS_SELECTED = (("max_sensitivity", "max sens.", 100.0), ("ap", "mAP", 100.0),
                ("froc0.5", "sens. at 0.5 FP/case", 100.0), ("froc1", "sens. at 1 FP/case", 100.0),
                ("froc2", "sens. at 2 FP/case", 100.0), ("fp_per_case", "FP per case", 1.0))
@@ -38,17 +47,20 @@ def selected_figures(summary: dict) -> Figures:
             **{f"froc{rate}": summary["froc"][rate] for rate in ("0.5", "1", "2")}}
 
 
-def read_runs(results_file: Path, results: dict) -> Dict[str, Tuple[Figures, Figures]]:
-    """For each key-row run of the file, its figures as selected and at its last step."""
+Runs = Dict[str, Tuple[Figures, Figures]]
+
+
+def read_runs(results_file: Path, results: dict, rows: Tuple[Row, ...]) -> Runs:
+    """For each finished run of these rows in the file, its figures as selected and at its last step."""
     epoch_file = results_file.parent / "epoch_scores.json"
     last_step = json.loads(epoch_file.read_text()) if epoch_file.is_file() else {}
     runs = {}
-    for row in (BASELINE, CENSORED_CE, LOPSIDED):
+    for row in rows:
         for seed in results["seeds"]:
             run_id = Run(row, seed).run_id
             run = results["runs"].get(run_id)
             if run is None or run["summary"] is None:
-                sys.exit(f"{results_file}: run {run_id} is not finished; every key row needs every seed")
+                continue
             selected = selected_figures(run["summary"])
             if run["training"]["selected_epoch"] == run["training"]["epochs"]:
                 last = selected
@@ -69,9 +81,27 @@ def check_comparable(cohorts: List[Tuple[Path, dict]]) -> None:
         for field in COHORT_RECIPE:
             if results["cohort"][field] != first["cohort"][field]:
                 sys.exit(f"{path}: its cohort's {field!r} differs from {first_path}'s; not the same recipe")
-    seeds = [results["cohort"]["seed"] for _, results in cohorts]
-    if len(set(seeds)) != len(seeds):
-        sys.exit(f"cohort seeds {seeds}: a cohort seed is given twice")
+
+
+def merge_cohorts(read: List[Tuple[Path, dict, Runs]], rows: Tuple[Row, ...]) -> List[Tuple[int, Runs]]:
+    """One entry per cohort seed, with the runs of all its files; every row needs every training seed."""
+    merged: Dict[int, Runs] = {}
+    for path, results, runs in read:
+        cohort = merged.setdefault(results["cohort"]["seed"], {})
+        twice = sorted(set(cohort) & set(runs))
+        if twice:
+            sys.exit(f"{path}: {', '.join(twice)} also finished in another file of cohort seed "
+                     f"{results['cohort']['seed']}; give each run once")
+        cohort.update(runs)
+    if len(merged) < 2:
+        sys.exit(f"cohort seeds {sorted(merged)}: at least two cohort seeds are needed")
+    seeds = read[0][1]["seeds"]
+    for cohort_seed, runs in merged.items():
+        missing = [Run(row, seed).run_id for row in rows for seed in seeds if Run(row, seed).run_id not in runs]
+        if missing:
+            sys.exit(f"cohort seed {cohort_seed}: {', '.join(missing)} not finished in any file given; "
+                     "every key row needs every training seed")
+    return sorted(merged.items())
 
 
 def cell(values: List[float], scale: float) -> str:
@@ -105,33 +135,38 @@ def row_mean(runs: Dict[str, Tuple[Figures, Figures]], row: Row, which: int) -> 
                     if run_id.startswith(row.key() + "-s")])[0]
 
 
-def kept_table(cohorts: List[Tuple[int, dict]], which: int, title: str) -> List[str]:
+def kept_table(cohorts: List[Tuple[int, dict]], censored: Tuple[Row, Row], which: int, title: str) -> List[str]:
     """Share of the full-label max sensitivity each censored row kept, per cohort (ratio of means)."""
     lines = [f"| max sens. kept, {title} | " + " | ".join(f"cohort {seed}" for seed, _ in cohorts) + " |",
              "|---" * (len(cohorts) + 1) + "|"]
-    for row, name in ((CENSORED_CE, "censored CE (3, 1)"), (LOPSIDED, "lopsided (3, 0.1)")):
+    for row, name in zip(censored, ("censored CE (3, 1)", "lopsided (3, 0.1)")):
         cells = [f"{100 * row_mean(runs, row, which) / row_mean(runs, BASELINE, which):.0f}%" for _, runs in cohorts]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def main(results_files: List[Path]) -> None:
+def main(results_files: List[Path], censoring: str) -> None:
+    censored_ce, lopsided = censored = KEY_ROWS[censoring]
+    censoring_name = CENSORING_NAMES[censoring]
     cohorts = [(path, json.loads(path.read_text())) for path in results_files]
     check_comparable(cohorts)
-    read = [(path, results, read_runs(path, results)) for path, results in cohorts]
-    seeds = read[0][1]["seeds"]
-    steps = read[0][1]["preset"]["epochs"] * read[0][1]["preset"]["steps_per_epoch"]
-    by_cohort = [(results["cohort"]["seed"], runs) for _, results, runs in read]
+    rows = (BASELINE, *censored)
+    by_cohort = merge_cohorts([(path, results, read_runs(path, results, rows)) for path, results in cohorts], rows)
+    seeds = cohorts[0][1]["seeds"]
+    steps = cohorts[0][1]["preset"]["epochs"] * cohorts[0][1]["preset"]["steps_per_epoch"]
     for which, title, figures in ((0, "as selected", AS_SELECTED), (1, f"at step {steps:,}", AT_LAST_STEP)):
-        pairs = [(seed, [(runs[Run(LOPSIDED, s).run_id][which], runs[Run(CENSORED_CE, s).run_id][which])
+        pairs = [(seed, [(runs[Run(lopsided, s).run_id][which], runs[Run(censored_ce, s).run_id][which])
                          for s in seeds]) for seed, runs in by_cohort]
-        print("\n".join(pooled_table(title, pairs, figures)))
+        print("\n".join(pooled_table(f"{censoring_name}, {title}", pairs, figures)))
         print()
-        print("\n".join(kept_table(by_cohort, which, title)))
+        print("\n".join(kept_table(by_cohort, censored, which, f"{censoring_name}, {title}")))
         print()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    main([Path(arg) for arg in sys.argv[1:]])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--censoring", choices=sorted(KEY_ROWS), default="stochastic",
+                        help="the key rows of Table 1 (stochastic, the default) or of Table 2 (size)")
+    parser.add_argument("results", nargs="+", type=Path, help="results.json of each cohort seed (at least two)")
+    arguments = parser.parse_args()
+    main(arguments.results, arguments.censoring)

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder with dataset.json (train, val and test splits)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="experiment folder (created)")
     parser.add_argument("--preset", required=True, metavar="NAME|FILE",
-                        help="training schedule: 'small' (MobileNetV3, small frames; about 4.5 hours for the "
-                             "whole grid on 2 CPU cores with the synthetic --small cohort), 'paper' (ResNet-50, "
+                        help="training schedule: 'small' (MobileNetV3, small frames, 200 steps; the whole grid "
+                             "took 1 h 27 min on 2 CPU cores with the synthetic --small cohort), 'paper' (ResNet-50, "
                              "256x256 at 0.94 mm, 10 epochs; for a GPU), or a .json file with every field of "
                              f"a preset ({', '.join(sorted(PRESETS))} are documented in "
                              "README.md)")

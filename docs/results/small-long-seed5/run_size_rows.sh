@@ -1,7 +1,8 @@
 #!/bin/bash
 # Table 2's key rows (50% censored by size: CE and lopsided) at 1,000 steps for the training seeds
 # given as arguments, in run_key_rows.sh's folder (the full-label rows are shared with Table 1):
-# one single-thread process per run, all at once, then the report of Tables 1 and 2.
+# one single-thread process per run, all at once, then the report of Tables 1 and 2. In a new
+# folder the first process claims it (experiment.json) before the others start.
 #   bash run_size_rows.sh 0      # ran alongside run_seeds_1_2.sh: five processes on 2 cores
 #   bash run_size_rows.sh 1 2    # ran afterwards: four processes
 set -u
@@ -15,6 +16,7 @@ mkdir -p $L
 for seed in "$@"; do
   for id in size50-a3-b1-n100-s$seed size50-a3-b0.1-n100-s$seed; do
     .venv/bin/brainmetseg experiment $ARGS --only $id > $L/log-$id.txt 2>&1 &
+    while [ ! -f $O/experiment.json ] && kill -0 $! 2>/dev/null; do sleep 2; done
   done
 done
 wait
