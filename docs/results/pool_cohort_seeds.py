@@ -14,7 +14,7 @@ two of them is refused:
 
     .venv/bin/python docs/results/pool_cohort_seeds.py docs/results/small-long-seed{4,5,6}/results.json
     .venv/bin/python docs/results/pool_cohort_seeds.py --censoring size \
-        docs/results/small-long-seed{4/size-rows,5,6}/results.json
+        docs/results/small-long-seed{4/size-rows,5,6}/results.json docs/results/small-long-seed4/results.json
 """
 from __future__ import annotations
 
@@ -129,13 +129,13 @@ def pooled_table(title: str, cohorts: List[Tuple[int, List[Tuple[Figures, Figure
     return lines
 
 
-def row_mean(runs: Dict[str, Tuple[Figures, Figures]], row: Row, which: int) -> float:
+def row_mean(runs: Runs, row: Row, which: int) -> float:
     """Mean max sensitivity of the row's runs over the training seeds."""
     return mean_sd([figures[which]["max_sensitivity"] for run_id, figures in runs.items()
                     if run_id.startswith(row.key() + "-s")])[0]
 
 
-def kept_table(cohorts: List[Tuple[int, dict]], censored: Tuple[Row, Row], which: int, title: str) -> List[str]:
+def kept_table(cohorts: List[Tuple[int, Runs]], censored: Tuple[Row, Row], which: int, title: str) -> List[str]:
     """Share of the full-label max sensitivity each censored row kept, per cohort (ratio of means)."""
     lines = [f"| max sens. kept, {title} | " + " | ".join(f"cohort {seed}" for seed, _ in cohorts) + " |",
              "|---" * (len(cohorts) + 1) + "|"]
