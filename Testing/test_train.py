@@ -100,6 +100,13 @@ def test_collapse_is_reported_above_the_share_or_ratio_limits_only():
     assert collapse_message(0.5, None, "e") is not None and collapse_message(None, 0.1, "e") is None
 
 
+def test_predicting_no_lesion_where_lesions_are_labelled_is_reported_as_a_collapse():
+    message = collapse_message(0.0, 0.00015, "epoch 1, validation")
+    assert message.startswith("epoch 1, validation: no brain voxel predicted lesion although 0.01% is labelled")
+    assert collapse_message(0.0, 0.0, "e") is None and collapse_message(0.0, None, "e") is None  # nothing to find
+    assert collapse_message(1e-6, 0.004, "e") is None  # one voxel called is not background only
+
+
 @pytest.fixture(scope="module")
 def prepared_cases():
     prepared = []

@@ -17,7 +17,10 @@ Choices that shape the result, and why:
   of brain voxels predicted positive is watched after every epoch (training frames and
   validation cases); a share above COLLAPSE_MAX_SHARE, or above COLLAPSE_RATIO times the
   labelled share (and COLLAPSE_MIN_SHARE), is reported as `collapse` in the epoch event and in
-  the summary, never silently saved as a good model.
+  the summary, never silently saved as a good model. So is the opposite collapse, no voxel
+  predicted lesion where the labels hold some (seen with half the lesions censored): the
+  lopsided loss cannot lift a network out of it, because where the network calls nothing its
+  bootstrap target is the label, and the loss is plain weighted CE.
 - Selection. After every epoch the validation cases are segmented and scored with
   metrics.py (on the model grid, which is what the network sees; `brainmetseg evaluate`
   scores on the input grid). The epoch with the best AP is saved as RUN/model, its operating
@@ -135,9 +138,13 @@ def bootstrap_steps(total: int, warmup_fraction: float) -> int:
 
 
 def collapse_message(positive_share: Optional[float], label_share: Optional[float], where: str) -> Optional[str]:
-    """A warning when the predicted lesion share of brain voxels looks like a collapse, else None."""
+    """A warning when the predicted lesion share of brain voxels looks like a collapse (to lesion
+    everywhere, or to no lesion at all where lesions are labelled), else None."""
     if positive_share is None:
         return None
+    if positive_share == 0 and label_share:
+        return (f"{where}: no brain voxel predicted lesion although {100 * label_share:.2f}% is labelled; "
+                "the network may have settled on background only")
     limit = COLLAPSE_MAX_SHARE
     if label_share is not None and label_share > 0:
         limit = min(limit, max(COLLAPSE_RATIO * label_share, COLLAPSE_MIN_SHARE))

@@ -13,6 +13,7 @@ folders; a run finished in two of them is refused (cohort 4's Table 1 file and i
 file both hold a full-label baseline, so they are not given together):
 
     .venv/bin/python docs/results/pool_cohort_seeds.py docs/results/small-long-seed{4,5,6}/results.json
+    .venv/bin/python docs/results/pool_cohort_seeds.py docs/results/small-long-seed{4,5,6,7}/results.json
     .venv/bin/python docs/results/pool_cohort_seeds.py --censoring size docs/results/small-long-seed{4/size-rows,5,6}/results.json
 """
 from __future__ import annotations
