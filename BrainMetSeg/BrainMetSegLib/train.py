@@ -18,9 +18,11 @@ Choices that shape the result, and why:
   validation cases); a share above COLLAPSE_MAX_SHARE, or above COLLAPSE_RATIO times the
   labelled share (and COLLAPSE_MIN_SHARE), is reported as `collapse` in the epoch event and in
   the summary, never silently saved as a good model. So is the opposite collapse, no voxel
-  predicted lesion where the labels hold some (seen with half the lesions censored): the
-  lopsided loss cannot lift a network out of it, because where the network calls nothing its
-  bootstrap target is the label, and the loss is plain weighted CE.
+  predicted lesion where the labels hold some, in an epoch that ends after the warm-up (seen
+  with half the lesions censored; during the warm-up a network that calls nothing yet is
+  normal, e.g. the demo's first epoch): the lopsided loss cannot lift a network out of it,
+  because where the network calls nothing its bootstrap target is the label, and the loss is
+  plain weighted CE.
 - Selection. After every epoch the validation cases are segmented and scored with
   metrics.py (on the model grid, which is what the network sees; `brainmetseg evaluate`
   scores on the input grid). The epoch with the best AP is saved as RUN/model, its operating
@@ -137,12 +139,13 @@ def bootstrap_steps(total: int, warmup_fraction: float) -> int:
     return int(math.ceil(round(warmup_fraction * total, 9)))
 
 
-def collapse_message(positive_share: Optional[float], label_share: Optional[float], where: str) -> Optional[str]:
+def collapse_message(positive_share: Optional[float], label_share: Optional[float], where: str,
+                     past_warmup: bool = True) -> Optional[str]:
     """A warning when the predicted lesion share of brain voxels looks like a collapse (to lesion
-    everywhere, or to no lesion at all where lesions are labelled), else None."""
+    everywhere, or, once past the warm-up, to no lesion at all where lesions are labelled), else None."""
     if positive_share is None:
         return None
-    if positive_share == 0 and label_share:
+    if positive_share == 0 and label_share and past_warmup:
         return (f"{where}: no brain voxel predicted lesion although {100 * label_share:.2f}% is labelled; "
                 "the network may have settled on background only")
     limit = COLLAPSE_MAX_SHARE
@@ -632,13 +635,14 @@ class _Run:
             loss_sum, steps, positive, labelled, brain = self.accumulators.tolist()
             record.update(train_loss=loss_sum / max(steps, 1), train_positive_share=_share(positive, brain),
                           train_label_share=_share(labelled, brain))
+            past_warmup = self.step > self.warm_steps
             messages = [collapse_message(record["train_positive_share"], record["train_label_share"],
-                                         f"epoch {epoch}, training frames")]
+                                         f"epoch {epoch}, training frames", past_warmup)]
             evaluation = self._validate() if self.data.validation else None
             if evaluation is not None:
                 summary, point, val_positive, val_labelled = evaluation
                 record.update(validation=summary, val_positive_share=val_positive, val_label_share=val_labelled)
-                messages.append(collapse_message(val_positive, val_labelled, f"epoch {epoch}, validation"))
+                messages.append(collapse_message(val_positive, val_labelled, f"epoch {epoch}, validation", past_warmup))
             record["collapse"] = "; ".join(m for m in messages if m) or None
             if record["collapse"]:
                 self.collapses.append(record["collapse"])
