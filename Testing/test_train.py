@@ -18,13 +18,15 @@ import torch
 from safetensors.torch import load_file
 
 from BrainMetSegLib.case import case_from_volumes
+from BrainMetSegLib.collapse_watch import validation_verdict
+from BrainMetSegLib.dataset import write_case
 from BrainMetSegLib.events import read_events
 from BrainMetSegLib.frames import prepare_case, stack_frames
 from BrainMetSegLib.losses import LopsidedBootstrapLoss, WeightedCrossEntropyLoss
 from BrainMetSegLib.model_card import SYNTHETIC_WARNING, card_text
 from BrainMetSegLib.model_folder import load_model_folder
 from BrainMetSegLib.network import build_network
-from BrainMetSegLib.train import (CARD_METRICS, COLLAPSE_MAX_SHARE, LR_FLOOR, bootstrap_steps, collapse_message, learning_rate,
+from BrainMetSegLib.train import (CARD_METRICS, LR_FLOOR, bootstrap_steps, learning_rate,
                                   status_loss, validation_probability)
 from BrainMetSegLib.train_data import Augmentation, SliceStoreBuilder, draw_batch
 from BrainMetSegLib.train_options import RUN_FILES
@@ -88,24 +90,6 @@ def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_the_floor():
     lrs = [learning_rate(step, total, peak, 0.05) for step in range(5, total)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     assert bootstrap_steps(10, 0.3) == 3 and bootstrap_steps(16, 0.3) == 5 and bootstrap_steps(10, 0.0) == 0
-
-
-def test_collapse_is_reported_above_the_share_or_ratio_limits_only():
-    assert collapse_message(0.01, 0.002, "epoch 1") is None  # over-eager but under 2% of the brain
-    assert collapse_message(0.019, 0.001, "epoch 1") is None
-    message = collapse_message(0.05, 0.002, "epoch 3, validation")
-    assert message.startswith("epoch 3, validation: 5.0% of brain voxels predicted lesion (labelled: 0.20%)")
-    assert collapse_message(0.15, 0.05, "e") is None  # 3x the labelled share
-    assert "above the collapse limit 20.0%" in collapse_message(COLLAPSE_MAX_SHARE + 0.01, 0.1, "e")
-    assert collapse_message(0.5, None, "e") is not None and collapse_message(None, 0.1, "e") is None
-
-
-def test_predicting_no_lesion_where_lesions_are_labelled_is_reported_as_a_collapse():
-    message = collapse_message(0.0, 0.00015, "epoch 1, validation")
-    assert message.startswith("epoch 1, validation: no brain voxel predicted lesion although 0.01% is labelled")
-    assert collapse_message(0.0, 0.0, "e") is None and collapse_message(0.0, None, "e") is None  # nothing to find
-    assert collapse_message(1e-6, 0.004, "e") is None  # one voxel called is not background only
-    assert collapse_message(0.0, 0.004, "e", past_warmup=False) is None  # normal early in training
 
 
 @pytest.fixture(scope="module")
@@ -526,6 +510,24 @@ def test_without_validation_cases_the_last_epoch_is_kept_and_the_summary_says_so
     assert config.operating_point == config.probability_threshold == 0.1 and config.name == "no-validation"
     epochs = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["event"] == "epoch"]
     assert [e["selected"] for e in epochs] == [True, True] and "validation" not in epochs[0]
+
+
+def test_a_run_that_finds_none_of_the_validation_lesions_is_flagged_at_every_epoch(tmp_path):
+    dataset = write_tiny_dataset(tmp_path / "data")
+    volumes, _ = case_volumes(3)
+    _, elsewhere = case_volumes(0)  # the val case's lesions labelled where its images show none
+    write_case(dataset, CASE_IDS[3], volumes, elsewhere, overwrite=True)
+    result = _train(dataset, tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    events = read_events(tmp_path / "run" / "events.jsonl")
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["validation"]["max_sensitivity"] for e in epochs] == [0.0, 0.0] and epochs[0]["step"] > 3  # past warm-up
+    for event in epochs:
+        verdict = validation_verdict(event["val_positive_share"], event["val_label_share"], event["validation"],
+                                     f"epoch {event['epoch']}, validation")
+        assert verdict is not None and verdict in event["collapse"] and "--lr" in verdict
+    assert events[-1]["summary"]["collapse"] == [e["collapse"] for e in epochs]
+    assert "warning: epoch 2, validation: " in result.stderr
 
 
 def test_fine_tuning_starts_from_the_given_model(uninterrupted, dataset, tmp_path):

@@ -13,16 +13,12 @@ Choices that shape the result, and why:
   network to ignore it. `uniform_loss` gives every case the chosen loss, as the paper did.
   Rejected candidates of dataset.json become known negatives (plain CE there).
 - Warm-up. The first `warmup_fraction` of the steps train with β = 1 (weighted CE): from
-  random weights the bootstrap feedback loop can settle on "everything is lesion". The share
-  of brain voxels predicted positive is watched after every epoch (training frames and
-  validation cases); a share above COLLAPSE_MAX_SHARE, or above COLLAPSE_RATIO times the
-  labelled share (and COLLAPSE_MIN_SHARE), is reported as `collapse` in the epoch event and in
-  the summary, never silently saved as a good model. So is the opposite collapse, no voxel
-  predicted lesion where the labels hold some, in an epoch that ends after the warm-up (seen
-  with half the lesions censored; during the warm-up a network that calls nothing yet is
-  normal, e.g. the demo's first epoch): the lopsided loss cannot lift a network out of it,
-  because where the network calls nothing its bootstrap target is the label, and the loss is
-  plain weighted CE.
+  random weights the bootstrap feedback loop can settle on "everything is lesion". After every
+  epoch collapse_watch.py judges the share of brain voxels predicted lesion (training frames and
+  validation cases) and whether any labelled validation lesion was found; what it flags is
+  reported as `collapse` in the epoch event and in the summary, never silently saved as a good
+  model. The lopsided loss cannot lift a network out of "nothing is lesion": where the network
+  calls nothing its bootstrap target is the label, and the loss is plain weighted CE.
 - Selection. After every epoch the validation cases are segmented and scored with
   metrics.py (on the model grid, which is what the network sees; `brainmetseg evaluate`
   scores on the input grid). The epoch with the best AP is saved as RUN/model, its operating
@@ -66,6 +62,7 @@ from .case import Case, case_from_volumes
 from .censor import CensorReport, apply_censoring, lesion_volumes, plan_censoring
 from .censored_copy import REPORT_FILE as CENSORED_COPY_REPORT
 from .checkpoint import load_checkpoint, read_checkpoint_progress, save_checkpoint
+from .collapse_watch import POSITIVE_PROBABILITY, collapse_message, validation_verdict
 from .dataset import CaseEntry, read_dataset
 from .devices import autocast, device_description, resolve_device
 from .errors import BrainMetSegError
@@ -95,14 +92,6 @@ VALIDATION_THRESHOLD = 0.1
 """Probability threshold of predicted lesions at validation (DESIGN §Lesions)."""
 OPERATING_POINT_MAX_FP = 1.0
 """The model's default confidence cut-off: highest validation recall at <= 1 FP per case."""
-POSITIVE_PROBABILITY = 0.5
-"""A voxel counts as predicted lesion for the collapse watch where p >= 0.5 (the argmax)."""
-COLLAPSE_MAX_SHARE = 0.2
-COLLAPSE_RATIO = 10.0
-COLLAPSE_MIN_SHARE = 0.02
-"""Collapse watch: more than 20% of brain voxels predicted lesion, or more than 10 times the
-labelled share when that is also above 2% of the brain (below 2% an over-eager but useful model
-is normal early in training)."""
 CARD_METRICS = ("ap", "ap_ci95", "max_sensitivity", "tp_dice", "fp_per_case", "n_cases", "n_lesions")
 """Validation metrics of the selected epoch kept in model.json (events.jsonl has them all)."""
 LR_FLOOR = 0.01
@@ -137,26 +126,6 @@ def learning_rate(step: int, total: int, peak: float, warmup_fraction: float) ->
 def bootstrap_steps(total: int, warmup_fraction: float) -> int:
     """Number of the first steps trained with β = 1."""
     return int(math.ceil(round(warmup_fraction * total, 9)))
-
-
-def collapse_message(positive_share: Optional[float], label_share: Optional[float], where: str,
-                     past_warmup: bool = True) -> Optional[str]:
-    """A warning when the predicted lesion share of brain voxels looks like a collapse (to lesion
-    everywhere, or, once past the warm-up, to no lesion at all where lesions are labelled), else None."""
-    if positive_share is None:
-        return None
-    if positive_share == 0 and label_share and past_warmup:
-        return (f"{where}: no brain voxel predicted lesion although {100 * label_share:.2f}% is labelled; "
-                "the network may have settled on background only")
-    limit = COLLAPSE_MAX_SHARE
-    if label_share is not None and label_share > 0:
-        limit = min(limit, max(COLLAPSE_RATIO * label_share, COLLAPSE_MIN_SHARE))
-    if positive_share <= limit:
-        return None
-    labelled = "" if label_share is None else f" (labelled: {100 * label_share:.2f}%)"
-    return (f"{where}: {100 * positive_share:.1f}% of brain voxels predicted lesion{labelled}, above the "
-            f"collapse limit {100 * limit:.1f}%; the bootstrap loop may have collapsed (try a longer "
-            "warm-up, a larger beta or a smaller alpha)")
 
 
 def status_loss(logits: torch.Tensor, target: torch.Tensor, known_negative: Optional[torch.Tensor],
@@ -642,7 +611,8 @@ class _Run:
             if evaluation is not None:
                 summary, point, val_positive, val_labelled = evaluation
                 record.update(validation=summary, val_positive_share=val_positive, val_label_share=val_labelled)
-                messages.append(collapse_message(val_positive, val_labelled, f"epoch {epoch}, validation", past_warmup))
+                messages.append(validation_verdict(val_positive, val_labelled, summary, f"epoch {epoch}, validation",
+                                                   past_warmup))
             record["collapse"] = "; ".join(m for m in messages if m) or None
             if record["collapse"]:
                 self.collapses.append(record["collapse"])
