@@ -50,10 +50,9 @@ def collapse_message(positive_share: Optional[float], label_share: Optional[floa
 def no_lesion_found_message(summary: Mapping[str, Any], where: str, past_warmup: bool = True) -> Optional[str]:
     """A warning when, after the warm-up, the validation cases hold labelled lesions and the
     network found none of them at any confidence (`summary` as metrics.summarise gives it)."""
-    lesions = summary.get("n_lesions") or 0
-    if not past_warmup or lesions == 0 or summary.get("max_sensitivity"):
+    lesions, predictions = summary["n_lesions"], summary["n_predictions"]
+    if not past_warmup or lesions == 0 or summary["max_sensitivity"]:
         return None
-    predictions = summary.get("n_predictions") or 0
     called = "it called none" if predictions == 0 else f"all {predictions} it called are false positives"
     return (f"{where}: none of the {lesions} labelled lesion(s) found ({called}); the network has not "
             f"learned lesions yet ({NOT_LEARNING_ADVICE})")
@@ -64,7 +63,7 @@ def validation_verdict(positive_share: Optional[float], label_share: Optional[fl
     """One warning for the validation cases of an epoch: the voxel-share collapse if there is one,
     else whether no labelled lesion was found (one cause, said once). A network that finds a
     lesion with no voxel at p >= 0.5 is unsure, not settled on background."""
-    if positive_share == 0 and summary.get("max_sensitivity"):
+    if positive_share == 0 and summary["max_sensitivity"]:
         return None
     return (collapse_message(positive_share, label_share, where, past_warmup)
             or no_lesion_found_message(summary, where, past_warmup))

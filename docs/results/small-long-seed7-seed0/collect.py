@@ -15,6 +15,7 @@ from typing import Any, Dict
 from BrainMetSegLib.atomic import atomic_write_json
 from BrainMetSegLib.collapse_watch import validation_verdict
 from BrainMetSegLib.events import read_events
+from BrainMetSegLib.train_options import read_options_file
 
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_positive_share", "train_label_share", "val_positive_share",
                 "val_label_share", "collapse", "selected")
@@ -24,7 +25,7 @@ OPTION_FIELDS = ("seed", "censor_seed", "lr", "alpha", "epochs", "steps_per_epoc
 
 def collect_run(run: Path, scores: Path) -> Dict[str, Any]:
     events = read_events(run / "events.jsonl")
-    options = json.loads((run / "options.json").read_text(encoding="utf-8"))["resolved"]
+    _, options = read_options_file(run)
     epochs = []
     for event in (e for e in events if e["event"] == "epoch"):
         record = {key: event[key] for key in EPOCH_FIELDS}
@@ -34,7 +35,7 @@ def collect_run(run: Path, scores: Path) -> Dict[str, Any]:
                                                  f"epoch {event['epoch']}, validation")
         epochs.append(record)
     test = json.loads(scores.read_text(encoding="utf-8"))
-    return {"options": {key: options[key] for key in OPTION_FIELDS}, "epochs": epochs,
+    return {"options": {key: getattr(options, key) for key in OPTION_FIELDS}, "epochs": epochs,
             "test": {key: test[key] for key in TEST_FIELDS}}
 
 
