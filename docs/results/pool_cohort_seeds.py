@@ -9,12 +9,13 @@ the cohort means against zero (two-sided, n − 1 degrees of freedom), and how m
 results.json; figures at the last step from the epoch_scores.json beside it (epoch_scores.py).
 Every file must come from the same preset and cohort recipe, differing only in the cohort seed.
 Files of the same cohort seed are one cohort whose runs were trained in several experiment
-folders; a run finished in two of them is refused (cohort 4's Table 1 file and its size-rows
-file both hold a full-label baseline, so they are not given together):
+folders; a run finished in two of them is refused (cohort 4's and cohort 7's Table 1 files and
+their size-rows files both hold a full-label baseline, so they are not given together):
 
     .venv/bin/python docs/results/pool_cohort_seeds.py docs/results/small-long-seed{4,5,6}/results.json
     .venv/bin/python docs/results/pool_cohort_seeds.py docs/results/small-long-seed{4,5,6,7}/results.json
     .venv/bin/python docs/results/pool_cohort_seeds.py --censoring size docs/results/small-long-seed{4/size-rows,5,6}/results.json
+    .venv/bin/python docs/results/pool_cohort_seeds.py --censoring size docs/results/small-long-seed{4/size-rows,5,6,7/size-rows}/results.json
 """
 from __future__ import annotations
 
