@@ -20,7 +20,7 @@ from BrainMetSegLib.train_options import read_options_file
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_positive_share", "train_label_share", "val_positive_share",
                 "val_label_share", "collapse", "selected")
 TEST_FIELDS = ("ap", "ap_ci95", "max_sensitivity", "fp_per_case", "froc", "n_lesions", "n_cases")
-OPTION_FIELDS = ("seed", "censor_seed", "lr", "alpha", "epochs", "steps_per_epoch")
+OPTION_FIELDS = ("loss", "beta", "seed", "censor_seed", "lr", "alpha", "epochs", "steps_per_epoch")
 
 
 def collect_run(run: Path, scores: Path) -> Dict[str, Any]:
@@ -40,14 +40,14 @@ def collect_run(run: Path, scores: Path) -> Dict[str, Any]:
 
 
 def table(runs: Dict[str, Dict[str, Any]]) -> str:
-    rows = ["| run | seed / draw / lr / α / steps | validation lesions found, by epoch | test mAP | test max sens. "
-            "| FP per case | sens. at 2 FP/case |", "|---|---|---|---|---|---|---|"]
+    rows = ["| run | loss, β | seed / draw / lr / α / steps | validation lesions found, by epoch | test mAP "
+            "| test max sens. | FP per case | sens. at 2 FP/case |", "|---|---|---|---|---|---|---|---|"]
     for name, run in runs.items():
         o, t = run["options"], run["test"]
         found = ", ".join(f"{round(e['val_max_sensitivity'] * e['val_n_lesions'])}/{e['val_n_lesions']}"
                           for e in run["epochs"])
-        rows.append(f"| {name} | {o['seed']} / {o['censor_seed']} / {o['lr']:g} / {o['alpha']:g} / "
-                    f"{o['epochs'] * o['steps_per_epoch']} | {found} | {100 * t['ap']:.0f} | "
+        rows.append(f"| {name} | {o['loss']}, {o['beta']:g} | {o['seed']} / {o['censor_seed']} / {o['lr']:g} / "
+                    f"{o['alpha']:g} / {o['epochs'] * o['steps_per_epoch']} | {found} | {100 * t['ap']:.0f} | "
                     f"{100 * t['max_sensitivity']:.0f} | {t['fp_per_case']:.1f} | {100 * t['froc']['2']:.0f} |")
     return "\n".join(rows)
 
