@@ -14,3 +14,15 @@ def isolated_models_directory(tmp_path_factory: pytest.TempPathFactory, monkeypa
     models = tmp_path_factory.mktemp("models")
     monkeypatch.setenv("BRAINMETSEG_MODELS", str(models))
     return models
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny networks on a shared 2-core machine run many times faster on one torch thread (no
+    spin-waiting for a busy core); results do not depend on it. Restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,6 +27,8 @@ from BrainMetSegLib.train import TrainingStopped, train
 from helpers_experiment import (CASES, MICRO, TEST_LESIONS, event_names, write_experiment_dataset,
                                 write_preset_json)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # ---------------------------------------------------------------------------------- the grid
 
 PAPER_TABLES = {
@@ -92,12 +94,12 @@ def test_presets_give_the_trainer_the_paper_setting():
     options = PRESETS["small"].train_options(Path("d"), Path("r"), Row("size", 10.0, 0.5), seed=2, device="cpu")
     assert (options.loss, options.alpha, options.beta, options.uniform_loss) == ("lopsided", 10.0, 0.5, True)
     assert (options.censor_mode, options.censor_rate, options.censor_seed, options.seed) == ("size", 0.5, 2, 2)
-    assert (options.backbone, options.output_stride, options.in_plane_size, options.pixel_spacing) == \
-        ("mobilenet_v3_large", 8, 192, 1.0)
+    assert (options.backbone, options.output_stride, options.in_plane_size, options.pixel_spacing,
+            options.crop_size) == ("mobilenet_v3_large", 8, 192, 1.0, 128)
     assert options.epochs * options.steps_per_epoch == PRESETS["small"].steps_per_run == 200
     paper = PRESETS["paper"].train_options(Path("d"), Path("r"), BASELINE, seed=0, device="cuda")
     assert (paper.loss, paper.backbone, paper.output_stride, paper.in_plane_size, paper.pixel_spacing,
-            paper.slice_spacing) == ("ce", "resnet50", 8, 256, 0.9375, 1.0)
+            paper.slice_spacing, paper.crop_size) == ("ce", "resnet50", 8, 256, 0.9375, 1.0, None)
 
 
 def test_preset_files_are_checked_field_by_field(tmp_path):
@@ -199,16 +201,6 @@ def test_table_keeps_the_ratio_of_means_to_the_baseline():
 
 
 MICRO_RUNS = [Run(BASELINE, 0), Run(Row("stochastic", 3.0, 0.1), 0)]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks on a shared 2-core machine run many times faster on one thread (no
-    spin-waiting for a busy core); results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -40,13 +40,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")
 make every step many times slower."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process training on one thread too (see ENV); restored for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process training on one thread too (see ENV)
 
 
 # ---------------------------------------------------------------------------------- pieces

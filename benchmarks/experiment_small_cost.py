@@ -10,13 +10,14 @@ size, batch and backbone, not on what the images show.
 Both wall-clock and CPU seconds are printed: on a shared machine the wall clock measures the
 other jobs too, while CPU seconds / threads estimates the wall clock on idle cores.
 
-    .venv/bin/python benchmarks/experiment_small_cost.py [--steps 20] [--output-stride 16] [--preset paper]
+    .venv/bin/python benchmarks/experiment_small_cost.py [--steps 20] [--output-stride 16] [--crop-size 0] [--preset paper]
 
 `--preset paper` prices the full-size network's training step on this machine (why its key rows
 wait for a GPU).
 
 `--output-stride` prices the same preset at another output stride (how much a coarser network
-would save; README says why the preset keeps stride 8).
+would save; README says why the preset keeps stride 8). `--crop-size N` prices training on
+N-pixel crops, `--crop-size 0` on whole frames.
 """
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ def main() -> None:
                              "free of the spin-waiting that inflates them when cores are shared")
     parser.add_argument("--output-stride", type=int, choices=(4, 8, 16), default=None,
                         help="price the preset at this output stride instead of its own")
+    parser.add_argument("--crop-size", type=int, default=None, metavar="PIXELS",
+                        help="price training on crops of this size instead of the preset's (0: whole frames)")
     args = parser.parse_args()
     if args.steps < 4:
         parser.error(f"--steps {args.steps}: at least 4 are needed (the first two warm up, the mean is "
@@ -89,6 +92,8 @@ def main() -> None:
     preset = PRESETS[args.preset]
     if args.output_stride is not None:
         preset = dataclasses.replace(preset, output_stride=args.output_stride)
+    if args.crop_size is not None:
+        preset = dataclasses.replace(preset, crop_size=args.crop_size or None)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         write_cohort(root)
@@ -107,7 +112,8 @@ def main() -> None:
         (wall0, cpu0), (wall1, cpu1) = marks[2], marks[-1]
         steps = len(marks) - 3
         print(f"preset {preset.name}: {preset.backbone} at output stride {preset.output_stride}, "
-              f"{preset.in_plane_size} px of {preset.pixel_spacing_mm:g} mm, batch {preset.batch_size}, "
+              f"{preset.in_plane_size} px of {preset.pixel_spacing_mm:g} mm, batch {preset.batch_size}"
+              f"{f' of {preset.crop_size} px crops' if preset.crop_size else ' of whole frames'}, "
               f"torch threads {torch.get_num_threads()}")
         print(f"training step: {(wall1 - wall0) / steps:.3f} s wall, {(cpu1 - cpu0) / steps:.3f} s CPU "
               f"(mean over steps 3 to {len(marks)})")

@@ -35,7 +35,7 @@ from .dataset import CaseEntry, Dataset, read_dataset
 from .errors import BrainMetSegError
 from .events import EVENTS_FILE, now_iso, read_events
 from .experiment_grid import Row, Run, check_seeds, check_tables, plan_runs
-from .experiment_presets import ExperimentPreset
+from .experiment_presets import ExperimentPreset, with_optional_fields
 from .experiment_subsets import training_subset, write_subset_dataset
 from .metrics import HISTOGRAM_BINS, CaseEvaluation, evaluate_case, summarise
 
@@ -115,8 +115,9 @@ def claim_folder(out: Path, preset: ExperimentPreset, dataset: Dataset) -> None:
         if existing.get("dataset") != claim["dataset"]:
             raise BrainMetSegError(f"{path}: this folder holds runs on the dataset {existing.get('dataset')}, not "
                                    f"{claim['dataset']}; choose another --out")
-        if existing.get("preset") != claim["preset"]:
-            name = (existing.get("preset") or {}).get("name")
+        stored = existing.get("preset")
+        if not isinstance(stored, dict) or with_optional_fields(stored) != claim["preset"]:
+            name = stored.get("name") if isinstance(stored, dict) else None
             raise BrainMetSegError(f"{path}: this folder holds runs of preset {name!r} with other settings than "
                                    f"--preset {preset.name}; choose another --out")
         return

@@ -262,7 +262,9 @@ def write_report(out: Path, preset: ExperimentPreset, dataset: Dataset, tables: 
         f"- Command: `{command}`",
         f"- Preset `{preset.name}`: DeepLabv3 {preset.backbone}, {preset.in_plane_size}×{preset.in_plane_size} frames "
         f"of {preset.pixel_spacing_mm:g} mm, {preset.slice_spacing_mm:g} mm slices; {preset.epochs} epoch(s) of "
-        f"{preset.steps_per_epoch or 'one pass of'} steps, batch {preset.batch_size}, AdamW lr {preset.lr:g}; "
+        f"{preset.steps_per_epoch or 'one pass of'} steps, batch {preset.batch_size}"
+        f"{f' of {preset.crop_size}×{preset.crop_size}-pixel crops' if preset.crop_size else ''}, "
+        f"AdamW lr {preset.lr:g}; "
         "validation and model selection (best validation AP, validation labels censored like training) after each "
         "epoch; one loss for every case (`--uniform-loss`, the paper's setting).",
         f"- Seeds: {', '.join(str(s) for s in seeds)} for the key rows ("

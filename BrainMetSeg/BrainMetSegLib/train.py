@@ -78,7 +78,7 @@ from .predict import predict_probability
 from .roles import ROLES
 from .synth import SYNTH_JSON
 from .train_data import (STREAM_DROPOUT, STREAM_INIT, SliceStore, SliceStoreBuilder, draw_augmentation, draw_batch,
-                         seed_for, steps_for_one_pass, storage_device)
+                         draw_crops, seed_for, steps_for_one_pass, storage_device)
 from .train_options import (CENSORING_FILE, MODEL_FOLDER, OPTIONS_FILE, RUNTIME_ONLY, TrainOptions, check_options,
                             check_run_folder, read_options_file, resolve_options)
 from .volumes import read_volume
@@ -530,8 +530,11 @@ class _Run:
         centres = draw_batch(options.seed, step, store, options.batch_size, options.lesion_fraction)
         augmentation = draw_augmentation(options.seed, step, options.batch_size, store.size) if options.augment \
             else None
+        crops = None if options.crop_size is None else \
+            (draw_crops(options.seed, step, options.batch_size)[dist.rank::dist.world], options.crop_size)
         batch = store.batch(centres[dist.rank::dist.world],
-                            None if augmentation is None else augmentation.part(dist.rank, dist.world), device, SLICES)
+                            None if augmentation is None else augmentation.part(dist.rank, dist.world), device, SLICES,
+                            crops)
         frames = batch.frames.contiguous(memory_format=torch.channels_last)
         with autocast(device):
             logits = self.model(frames)
@@ -684,7 +687,8 @@ class _Run:
             "collapse": list(self.collapses),
             "optimizer": f"AdamW (lr {o.lr:g}, weight decay {o.weight_decay:g})",
             "schedule": f"linear warm-up over {o.lr_warmup_fraction:g} of the steps, cosine to {LR_FLOOR:g} x lr",
-            "batch_size": o.batch_size, "steps_per_epoch": self.steps_per_epoch, "augment": o.augment,
+            "batch_size": o.batch_size, "crop_size": o.crop_size, "steps_per_epoch": self.steps_per_epoch,
+            "augment": o.augment,
             "lesion_fraction": o.lesion_fraction, "seed": o.seed, "init_model": o.init_model,
             "device": device_description(self.device), "world_size": self.dist.world, "finished": _now(),
         }

@@ -24,7 +24,7 @@ import torch
 
 from .errors import BrainMetSegError
 
-STREAM_SAMPLE, STREAM_AUGMENT, STREAM_DROPOUT, STREAM_INIT = 1, 2, 3, 4
+STREAM_SAMPLE, STREAM_AUGMENT, STREAM_DROPOUT, STREAM_INIT, STREAM_CROP = 1, 2, 3, 4, 5
 """Independent random streams, so that e.g. turning augmentation off does not change sampling."""
 
 FLIP_PROBABILITY = 0.5
@@ -90,6 +90,45 @@ def draw_augmentation(seed: int, step: int, count: int, size: Tuple[int, int], c
     return Augmentation(flip, scale, shift, translation)
 
 
+def draw_crops(seed: int, step: int, count: int) -> torch.Tensor:
+    """(N, 3) uniforms in [0, 1) per frame of the global batch: which lesion pixel a crop holds,
+    and where in the crop that pixel (or, without a lesion, the crop itself) lies."""
+    return torch.rand(count, 3, generator=generator(seed, STREAM_CROP, step))
+
+
+def crop_origins(target: torch.Tensor, draws: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 2) top-left corners of square `size` crops of (N, H, W) labels.
+
+    A frame holding a labelled lesion is cropped around one of its lesion pixels, drawn
+    uniformly, at a uniformly drawn position inside the crop: the lesions the sampler went out
+    of its way to show are never cropped away. Any other frame gets a uniformly placed crop.
+    """
+    count, height, width = target.shape
+    draws = draws.to(target.device)
+    origins = torch.stack([(draws[:, 1] * (height - size + 1)).long(), (draws[:, 2] * (width - size + 1)).long()], 1)
+    lesion = (target > 0).flatten(1)
+    counts = lesion.sum(dim=1)
+    pick = torch.minimum((draws[:, 0] * counts).long(), (counts - 1).clamp(min=0))
+    position = torch.searchsorted(lesion.long().cumsum(dim=1), (pick + 1)[:, None]).squeeze(1)
+    pixel = torch.stack([position // width, position % width], dim=1)
+    inside = torch.stack([(draws[:, 1] * size).long(), (draws[:, 2] * size).long()], dim=1)
+    around_lesion = (pixel - inside).clamp(min=0)
+    around_lesion = torch.minimum(around_lesion, torch.tensor([height - size, width - size], device=target.device))
+    return torch.where((counts > 0)[:, None], around_lesion, origins)
+
+
+def crop(tensor: torch.Tensor, origins: torch.Tensor, size: int) -> torch.Tensor:
+    """The (size, size) windows at `origins` of an (N, H, W) or (N, C, H, W) tensor, in one
+    gather (channels-last memory for frames, as the network takes them)."""
+    n = torch.arange(tensor.shape[0], device=tensor.device)[:, None, None]
+    span = torch.arange(size, device=tensor.device)
+    rows = (origins[:, :1] + span[None, :])[:, :, None]
+    columns = (origins[:, 1:] + span[None, :])[:, None, :]
+    if tensor.dim() == 3:
+        return tensor[n, rows, columns]
+    return tensor.permute(0, 2, 3, 1)[n, rows, columns].permute(0, 3, 1, 2)
+
+
 class SliceStore:
     """The training slices of all cases, stacked; see the module docstring."""
 
@@ -141,8 +180,9 @@ class SliceStore:
         return source.index_select(0, index)
 
     def batch(self, centres: torch.Tensor, augmentation: Optional[Augmentation], device: torch.device,
-              slices: int = 5) -> Batch:
-        """The frames and targets of `centres` (CPU long tensor) on `device`, augmented."""
+              slices: int = 5, crops: Optional[Tuple[torch.Tensor, int]] = None) -> Batch:
+        """The frames and targets of `centres` (CPU long tensor) on `device`, augmented, then
+        cut to crops when `crops` gives (draw_crops's rows for these frames, crop size)."""
         index = _to(centres, self.images.device)
         frames = self.frames_at(index, slices).to(device, non_blocking=True)
         target = self._gather(self.labels, index).to(device, non_blocking=True)
@@ -152,6 +192,11 @@ class SliceStore:
         bootstrap = self.bootstrap[index].to(device, non_blocking=True)
         if augmentation is not None:
             frames, target, brain, known = _augment(frames, target, brain, known, augmentation, slices)
+        if crops is not None:
+            draws, size = crops
+            origins = crop_origins(target, draws, size)
+            frames, target, brain = crop(frames, origins, size), crop(target, origins, size), crop(brain, origins, size)
+            known = None if known is None else crop(known, origins, size)
         return Batch(frames, target, known, brain, bootstrap, centres)
 
 

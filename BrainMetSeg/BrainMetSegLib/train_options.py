@@ -113,6 +113,12 @@ class TrainOptions:
                         type=int)
     in_plane_size: Optional[int] = _option(None, "frame size in pixels, square (default 256, or "
                                                  "the fine-tuned model's)", type=int, metavar="PIXELS")
+    crop_size: Optional[int] = _option(None, "train on square crops of this many pixels cut from each "
+                                             "frame, a frame holding a labelled lesion around one of its "
+                                             "lesion pixels (default: whole frames). A step then costs "
+                                             "about (crop / frame size)^2 of a whole frame's; validation "
+                                             "and prediction still see whole frames", type=int,
+                                       metavar="PIXELS")
     pixel_spacing: Optional[float] = _option(None, "in-plane voxel spacing of the model grid in mm "
                                                    "(default 0.9375 as BrainMetShare, or the "
                                                    "fine-tuned model's)", type=float, metavar="MM")
@@ -200,6 +206,8 @@ def check_options(options: TrainOptions) -> None:
         raise _fail("batch_size", f"{o.batch_size}; at least 2 frames (batch normalisation needs them)")
     if o.in_plane_size is not None and o.in_plane_size < 16:
         raise _fail("in_plane_size", f"{o.in_plane_size}; at least 16 pixels (the backbone downsamples 16x)")
+    if o.crop_size is not None:
+        _check_crop_size(o.crop_size, o.in_plane_size)
     if not _integer(o.checkpoint_every) or o.checkpoint_every < 0:
         raise _fail("checkpoint_every", f"{o.checkpoint_every!r}; must be 0 (epoch ends only) or a positive integer")
     for name in ("seed", "censor_seed"):
@@ -217,6 +225,19 @@ def check_options(options: TrainOptions) -> None:
         raise _fail("censor_mode", f"{o.censor_mode!r}; choose one of {', '.join(CENSOR_MODES)}")
     if o.model_name is not None and not str(o.model_name).strip():
         raise _fail("model_name", "must not be empty")
+
+
+MIN_CROP_SIZE = 32
+"""Pixels of the smallest training crop: 2 x 2 logits at the coarsest output stride (16), so
+that the network's context module still sees more than one position."""
+
+
+def _check_crop_size(crop_size: Any, in_plane_size: Optional[int]) -> None:
+    if not _integer(crop_size) or crop_size < MIN_CROP_SIZE:
+        raise _fail("crop_size", f"{crop_size!r}; must be an integer of at least {MIN_CROP_SIZE} pixels")
+    if in_plane_size is not None and crop_size > in_plane_size:
+        raise _fail("crop_size", f"{crop_size}; larger than the {in_plane_size}-pixel frames (--in-plane-size) "
+                                 "it is cut from")
 
 
 def differences(stored: TrainOptions, given: TrainOptions) -> List[str]:
@@ -270,6 +291,8 @@ def resolve_options(options: TrainOptions, device_type: str, init_config: Any = 
         strides = ", ".join(map(str, OUTPUT_STRIDES[values["backbone"]]))
         raise _fail("output_stride", f"{values['output_stride']!r}; a {values['backbone']} is built with output "
                                      f"stride {strides}")
+    if values["crop_size"] is not None:
+        _check_crop_size(values["crop_size"], values["in_plane_size"])
     if values["model_name"] is None:
         values["model_name"] = Path(values["out"]).name or "model"
     return TrainOptions(**values)
