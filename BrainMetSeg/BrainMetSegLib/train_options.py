@@ -291,8 +291,6 @@ def resolve_options(options: TrainOptions, device_type: str, init_config: Any = 
         strides = ", ".join(map(str, OUTPUT_STRIDES[values["backbone"]]))
         raise _fail("output_stride", f"{values['output_stride']!r}; a {values['backbone']} is built with output "
                                      f"stride {strides}")
-    if values["crop_size"] is not None:
-        _check_crop_size(values["crop_size"], values["in_plane_size"])
     if values["model_name"] is None:
         values["model_name"] = Path(values["out"]).name or "model"
     return TrainOptions(**values)

@@ -5,11 +5,12 @@ Usage: collect.py PROBE OUT.json, PROBE holding run.sh's experiment folders out-
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
+from typing import List
 
 from BrainMetSegLib.atomic import atomic_write_json
+from BrainMetSegLib.seed_statistics import mean_sd, mean_sd_text
 
 SETTINGS = {"small": "whole 192-pixel frames", "crop128": "128-pixel crops, batch 4", "crop96b8": "96-pixel crops, batch 8"}
 SEEDS = (0, 1, 2)
@@ -31,17 +32,17 @@ def main(probe: Path, out: Path) -> None:
     print("|---|---|---|---|---|---|")
     for name, entry in collected.items():
         summaries = [entry["runs"][str(s)]["summary"] for s in SEEDS]
-        cells = []
-        for pick, scale in ((lambda s: s["ap"], 100), (lambda s: s["max_sensitivity"], 100),
-                            (lambda s: s["fp_per_case"], 1), (lambda s: s["froc"]["2"], 100)):
-            values = [scale * pick(s) for s in summaries]
-            digits = 0 if scale == 100 else 1
-            cells.append(f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} ("
-                         + ", ".join(f"{v:.{digits}f}" for v in values) + ")")
+        cells = [_cell([100 * s["ap"] for s in summaries], 0), _cell([100 * s["max_sensitivity"] for s in summaries], 0),
+                 _cell([s["fp_per_case"] for s in summaries], 1), _cell([100 * s["froc"]["2"] for s in summaries], 0)]
         train = [entry["runs"][str(s)]["seconds"]["train"] for s in SEEDS]
         cells.append(f"{min(train):.0f}–{max(train):.0f}")
         print(f"| {entry['setting']} | " + " | ".join(cells) + " |")
 
+
+def _cell(values: List[float], digits: int) -> str:
+    """'mean ± sd (each seed)', as the experiment report prints mean and sd."""
+    mean, sd, _ = mean_sd(values)
+    return f"{mean_sd_text(mean, sd, digits=digits)} (" + ", ".join(f"{v:.{digits}f}" for v in values) + ")"
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]), Path(sys.argv[2]))
