@@ -3,11 +3,13 @@ asserted: speed is measured by the benchmark, not by tests)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +89,16 @@ def test_equivalence_script_compares_each_fast_path_on_the_cpu():
     skipped = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "equivalence.py"), "--device", "cuda"],
                              capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert skipped.returncode == 0 and skipped.stdout.startswith("skipped: no CUDA device")
+
+
+def test_fold_benchmark_names_the_machine_and_compares_both_passes():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fold_batch_norm.py"), "--repeats", "1",
+                           "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    machine, difference, timing = done.stdout.splitlines()
+    assert f"{os.cpu_count()} cores; torch {torch.__version__}; mobilenet_v3_large, output stride 8" in machine
+    assert 0 < float(difference.rsplit(" ", 1)[1]) < 1e-4  # folded: another order of the same sums
+    assert timing.startswith("1 thread(s), median of 1 batches: plain ") and "of the CPU time" in timing
 
 
 def test_gpu_schedule_fits_the_lease_and_pays_for_every_epoch():

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from BrainMetSegLib.errors import BrainMetSegError
-from BrainMetSegLib.fast_path import COMPILE_NOTICE, SpeedOptions, skip_padding_taps
+from BrainMetSegLib.fast_path import (COMPILE_NOTICE, FastNetwork, SpeedOptions, fold_batch_norm, inference_copy,
+                                      skip_padding_taps)
 from BrainMetSegLib.frames import prepare_case
 from BrainMetSegLib.network import build_network
 from BrainMetSegLib.predict import Prediction, Predictor, predict_probability
@@ -96,7 +97,7 @@ def test_compiled_network_finds_the_same_lesions_and_says_it_compiles(spot_model
 def test_channels_last_on_the_cpu_is_the_default_and_changes_nothing(spot_model, reference):
     predictor = Predictor(spot_model, device="cpu", batch_size=5)
     assert predictor.speed == SpeedOptions() and predictor.speed.describe(torch.device("cpu")) == \
-        "fp32, channels_last, padding taps skipped"
+        "fp32, channels_last, padding taps skipped, batch norm folded"
     predictor.network = SpotNetwork()
     default = predictor.predict(spot_case())
     assert predictor.network.conv1.weight.is_contiguous(memory_format=torch.channels_last)
@@ -110,7 +111,8 @@ def test_a_plain_module_is_left_as_it_is_on_the_cpu(spot_model):
     predict_probability(network, prepare_case(spot_case(), [2.0, 2.0], 2.0, [40, 40]), torch.device("cpu"))
     assert all(type(m) is nn.Conv2d for m in network.modules() if isinstance(m, nn.Conv2d))
     assert all(m.weight.is_contiguous() for m in network.modules() if isinstance(m, nn.Conv2d))
-    assert predictor.speed.skip_padding_taps
+    assert any(isinstance(m, nn.BatchNorm2d) for m in network.modules())  # not folded
+    assert predictor.speed.skip_padding_taps and predictor.speed.fold_batch_norm
 
 
 def test_a_channels_last_module_is_fed_nhwc_frames_and_gives_the_same_map():
@@ -148,6 +150,64 @@ def test_skipping_padding_taps_is_exact_on_deeplab():
         torch.testing.assert_close(network(frames), expected, atol=1e-5, rtol=1e-5)
 
 
+def _deeplab_with_trained_statistics(backbone: str) -> nn.Module:
+    """A network whose batch norms hold statistics and affine parameters far from their
+    initial 0/1, as after training, so that folding them is not a no-op."""
+    torch.manual_seed(0)
+    network = build_network(backbone)
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            channels = module.num_features
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+            nn.init.uniform_(module.bias, -0.2, 0.2)
+            assert module.running_mean.shape == (channels,)
+    return network.eval()
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_large", "resnet50"])
+def test_folding_batch_norm_into_the_convolutions_keeps_the_logits(backbone):
+    """Every batch norm of DeepLabv3 follows a convolution in a Sequential; all are folded, the
+    same logits come out (float rounding only), and no BatchNorm entry is left to load."""
+    network = _deeplab_with_trained_statistics(backbone)
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in network.modules())
+    frames = torch.randn(2, 20, 64, 64)
+    with torch.inference_mode():
+        expected = network(frames)
+        assert fold_batch_norm(network) == norms
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in network.modules())
+        assert not any("running_mean" in key for key in network.state_dict())
+        folded = network(frames)
+    assert float((expected[:, 1] - expected[:, 0]).abs().max()) > 0.1  # the logits are not trivial
+    torch.testing.assert_close(folded, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_batch_norm_not_after_a_convolution_is_left():
+    sequence = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)).eval()
+    assert fold_batch_norm(sequence) == 0
+    assert [type(m) for m in sequence] == [nn.BatchNorm2d, nn.Conv2d, nn.ReLU, nn.BatchNorm2d]
+
+
+def test_validation_copy_is_folded_and_leaves_the_training_network_as_it_was():
+    """The trainer validates through inference_copy between steps: its network keeps training
+    mode, its batch norms and its weights, and the copy gives the network's eval-mode map."""
+    network = _deeplab_with_trained_statistics("mobilenet_v3_large").train()
+    network.to(memory_format=torch.channels_last)
+    before = {key: value.clone() for key, value in network.state_dict().items()}
+    copy = inference_copy(network, torch.device("cpu"))
+    assert isinstance(copy, FastNetwork) and copy.module is not network
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in copy.module.modules())
+    prepared = prepare_case(spot_case(), [2.0, 2.0], 2.0, [40, 40])
+    folded = predict_probability(copy, prepared, torch.device("cpu"))
+    assert network.training and all(m.training for m in network.modules())
+    assert network.state_dict().keys() == before.keys()
+    assert all(torch.equal(network.state_dict()[key], value) for key, value in before.items())
+    plain = predict_probability(network, prepared, torch.device("cpu"))  # sets eval mode: last
+    assert float(plain.max()) > 0
+    np.testing.assert_allclose(folded, plain, atol=1e-5)
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(precision="fp8"), "precision: 'fp8'; expected one of auto, fp32, bf16, fp16, bf16-weights"),
     (dict(precision="fp16"), "precision: fp16 runs on CUDA only, not on cpu; use fp32 or bf16 there"),
@@ -183,6 +243,6 @@ def test_cli_speed_options(tmp_path, spot_model):
     done = _cli("--model", str(spot_model), "--case", str(tmp_path), "--out", str(tmp_path / "d"), "--device", "cpu",
                 "--precision", "bf16", "--brain-margin", "none")
     assert done.returncode == 0, done.stderr
-    assert "(bf16 autocast, channels_last, padding taps skipped)" in done.stdout.splitlines()[0]
+    assert "(bf16 autocast, channels_last, padding taps skipped, batch norm folded)" in done.stdout.splitlines()[0]
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
         "lesions.csv", "lesions.nii.gz", "lesions.seg.nrrd", "probability.nii.gz"]

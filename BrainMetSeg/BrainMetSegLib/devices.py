@@ -53,7 +53,8 @@ def device_description(device: "torch.device") -> str:
         properties = torch.cuda.get_device_properties(index)
         return f"cuda:{index} ({properties.name}, {properties.total_memory / 2 ** 30:.0f} GiB)"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads of {os.cpu_count()} cores)"
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'s' if threads != 1 else ''} of {os.cpu_count()} cores)"
     return str(device)
 
 

@@ -37,6 +37,7 @@ from .events import EVENTS_FILE, now_iso, read_events
 from .experiment_grid import Row, Run, check_seeds, check_tables, plan_runs
 from .experiment_presets import ExperimentPreset, with_optional_fields
 from .experiment_subsets import training_subset, write_subset_dataset
+from .experiment_workers import WorkersStopped, check_workers, log_path, run_in_workers
 from .metrics import HISTOGRAM_BINS, CaseEvaluation, evaluate_case, summarise
 
 Progress = Callable[[float, str], None]
@@ -242,14 +243,16 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
              tables: Optional[Sequence[int]] = None, device: str = "auto", report_only: bool = False,
              runs: Optional[Sequence[Run]] = None, key_rows_only: bool = False,
              log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
-             progress: Optional[Progress] = None) -> List[RunOutcome]:
+             progress: Optional[Progress] = None, workers: int = 1) -> List[RunOutcome]:
     """Every run of `tables` (only their key rows with `key_rows_only`) with `seeds` (default:
     the preset's), or just `runs` when given:
     skipped when finished, trained and evaluated otherwise (nothing is trained with
-    `report_only`). A failing run is reported and the grid goes on; TrainingStopped (Ctrl-C,
-    SIGTERM) stops the grid with GridStopped."""
+    `report_only`), by `workers` processes at once when more than one (experiment_workers.py).
+    A failing run is reported and the grid goes on; TrainingStopped (Ctrl-C, SIGTERM) stops
+    the grid with GridStopped."""
     seeds = check_seeds(list(preset.seeds) if seeds is None else list(seeds))
     tables = check_tables(tables)
+    workers = check_workers(workers)
     dataset = read_dataset(dataset_path)
     check_dataset(dataset)
     out = Path(out)
@@ -261,37 +264,66 @@ def run_grid(dataset_path: Path, out: Path, preset: ExperimentPreset, seeds: Opt
         resolve_device(device)  # an unusable device is refused before the first run, not after an hour
     claim_folder(out, preset, dataset)
     runs = plan_runs(tables, seeds, key_rows_only) if runs is None else list(runs)
-    outcomes: List[RunOutcome] = []
-    for number, run in enumerate(runs):
+    done: Dict[str, RunOutcome] = {}
+    for run in runs:
         folder = run_folder(out, run)
-        where = f"[{number + 1}/{len(runs)}] {run.run_id}"
         if is_finished(folder):
-            outcomes.append(RunOutcome(run, "skipped", read_evaluation(folder)))
-            continue
-        if report_only:
-            outcomes.append(RunOutcome(run, "missing", progress=_unfinished_progress(folder)))
-            continue
-        log(f"{where}: training and evaluating")
-        from .train import TrainingStopped  # torch: imported once there is something to train
+            done[run.run_id] = RunOutcome(run, "skipped", read_evaluation(folder))
+        elif report_only:
+            done[run.run_id] = RunOutcome(run, "missing", progress=_unfinished_progress(folder))
+    pending = [run for run in runs if run.run_id not in done]
+    if workers > 1 and len(pending) > 1:
+        done.update(_run_in_workers(pending, dataset, out, preset, device, workers, log, progress))
+    else:
+        for number, run in enumerate(pending):
+            done[run.run_id] = _run_here(run, f"[{number + 1}/{len(pending)}] {run.run_id}", dataset, out, preset,
+                                         device, log, progress, (number, len(pending)))
+    return [done[run.run_id] for run in runs]
 
-        def run_progress(fraction: float, message: str, number: int = number) -> None:
-            if progress is not None:
-                progress((number + fraction) / len(runs), f"{run.run_id}: {message}")
 
-        try:
-            evaluation = execute_run(run, dataset, out, preset, device, run_progress)
-        except TrainingStopped as stopped:
-            raise GridStopped(f"{where}: {stopped}") from None
-        except Exception as error:  # one failed run must not cost the rest of an hour-long grid
-            message = str(error) or type(error).__name__
-            log(f"{where}: FAILED: {message}")
-            if not isinstance(error, BrainMetSegError):
-                log(traceback.format_exc())
-            outcomes.append(RunOutcome(run, "failed", error=message))
-            continue
-        summary = evaluation["summary"]
-        log(f"{where}: AP {_number(summary['ap'])}, max sensitivity {_number(summary['max_sensitivity'])}")
-        outcomes.append(RunOutcome(run, "finished", evaluation))
+def _run_here(run: Run, where: str, dataset: Dataset, out: Path, preset: ExperimentPreset, device: str,
+              log: Callable[[str], None], progress: Optional[Progress], position: Tuple[int, int]) -> RunOutcome:
+    """One run in this process."""
+    log(f"{where}: training and evaluating")
+    from .train import TrainingStopped  # torch: imported once there is something to train
+
+    def run_progress(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress((position[0] + fraction) / position[1], f"{run.run_id}: {message}")
+
+    try:
+        evaluation = execute_run(run, dataset, out, preset, device, run_progress)
+    except TrainingStopped as stopped:
+        raise GridStopped(f"{where}: {stopped}") from None
+    except Exception as error:  # one failed run must not cost the rest of an hour-long grid
+        message = str(error) or type(error).__name__
+        log(f"{where}: FAILED: {message}")
+        if not isinstance(error, BrainMetSegError):
+            log(traceback.format_exc())
+        return RunOutcome(run, "failed", error=message)
+    summary = evaluation["summary"]
+    log(f"{where}: AP {_number(summary['ap'])}, max sensitivity {_number(summary['max_sensitivity'])}")
+    return RunOutcome(run, "finished", evaluation)
+
+
+def _run_in_workers(runs: Sequence[Run], dataset: Dataset, out: Path, preset: ExperimentPreset, device: str,
+                    workers: int, log: Callable[[str], None], progress: Optional[Progress]) -> Dict[str, RunOutcome]:
+    """`runs` in worker processes; Table 3's subsets are written here first, once each."""
+    for run in runs:
+        training_dataset(dataset, out, run.row, run.seed)
+    try:
+        results = run_in_workers(runs, dataset.root, out, preset.to_json(), device, workers, log, progress)
+    except WorkersStopped as stopped:
+        raise GridStopped(str(stopped)) from None
+    outcomes: Dict[str, RunOutcome] = {}
+    for run in runs:
+        status, error = results.get(run.run_id, ("failed", "no worker reported on it"))
+        folder = run_folder(out, run)
+        if status in ("finished", "skipped") and is_finished(folder):
+            outcomes[run.run_id] = RunOutcome(run, status, read_evaluation(folder))
+        else:
+            error = error or f"not finished; see {log_path(out, run.run_id)}"
+            outcomes[run.run_id] = RunOutcome(run, "failed", error=error)
     return outcomes
 
 

@@ -89,12 +89,13 @@ def predict_probability(network: Union[torch.nn.Module, FastNetwork], prepared, 
     batch and stops the work with `Cancelled`, so a user's Stop takes effect within one batch.
     A plain module runs with the default precision (bf16 autocast on CUDA, fp32 on the CPU), in
     channels_last on CUDA or when it already is (the trainer's network), and is otherwise left as
-    it is, since training shares it."""
+    it is, since training may share it (the trainer passes fast_path.inference_copy instead)."""
     _check_batch_size(batch_size)
     brain_margin_mm = check_brain_margin(brain_margin_mm)
     device = torch.device(device)
     fast = network if isinstance(network, FastNetwork) else FastNetwork(network, device, SpeedOptions(
-        channels_last=device.type == "cuda" or is_channels_last(network), skip_padding_taps=False))
+        channels_last=device.type == "cuda" or is_channels_last(network), skip_padding_taps=False,
+        fold_batch_norm=False))
     fast.module.eval()
     brain_slices = np.flatnonzero(np.asarray(prepared.brain).any(axis=(1, 2)))
     depth, height, width = prepared.images.shape[1:]

@@ -50,7 +50,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ from .dataset import CaseEntry, read_dataset
 from .devices import autocast, device_description, resolve_device
 from .errors import BrainMetSegError
 from .events import EVENTS_FILE, EventWriter
-from .fast_path import skip_padding_taps
+from .fast_path import FastNetwork, inference_copy, skip_padding_taps
 from .frames import Prepared, prepare_case
 from .losses import Loss, WeightedCrossEntropyLoss, make_loss
 from .metrics import CaseEvaluation, evaluate_case, operating_point, summarise
@@ -137,7 +137,7 @@ def status_loss(logits: torch.Tensor, target: torch.Tensor, known_negative: Opti
     return torch.where(bootstrap[:, None, None], partial, full).mean()
 
 
-def validation_probability(network: nn.Module, prepared: Prepared, device: torch.device,
+def validation_probability(network: Union[nn.Module, FastNetwork], prepared: Prepared, device: torch.device,
                            batch_size: int) -> np.ndarray:
     """The map `predict` gives users, on the model grid: probability beyond the default brain
     margin is zeroed there, so model selection and the operating point must judge the same map."""
@@ -638,7 +638,7 @@ class _Run:
     def _validate(self) -> Tuple[Dict[str, Any], Optional[float], Optional[float], Optional[float]]:
         """Metrics of the selection cases, their operating point, and the predicted and labelled
         lesion shares of the brain over all validation cases."""
-        network = self.network
+        network = inference_copy(self.network, self.device)
         evaluations: List[CaseEvaluation] = []
         positive = labelled = brain_voxels = 0
         per_process = self.options.batch_size // self.dist.world
@@ -650,7 +650,6 @@ class _Run:
             positive += int(np.count_nonzero(probability[brain] >= POSITIVE_PROBABILITY))
             labelled += int(np.count_nonzero(prepared.label[brain]))
             brain_voxels += int(np.count_nonzero(brain))
-        network.train()
         selected = [e for e in evaluations if e.case_id in set(self.data.selection_ids)]
         summary = summarise(selected)
         point = operating_point(selected, OPERATING_POINT_MAX_FP)
