@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import psutil
 import pytest
@@ -34,9 +34,18 @@ def _command(data: Path, out: Path, preset_file: Path, *extra: str) -> List[str]
             "--preset", str(preset_file), "--seeds", "0", "--device", "cpu", "--workers", "2", *extra]
 
 
-def _started_event(run: Path) -> dict:
-    lines = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    return json.loads(lines[0])
+def _events(run: Path) -> List[dict]:
+    return [json.loads(line) for line in (run / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _start_long_key_rows(tmp_path: Path) -> Tuple[Path, List[str], subprocess.Popen]:
+    """Table 1's key rows of the LONG preset by two workers, started in the background."""
+    data = write_experiment_dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    preset_file = tmp_path / "long.json"
+    preset_file.write_text(json.dumps(LONG), encoding="utf-8")
+    command = _command(data, out, preset_file, "--tables", "1", "--key-rows-only")
+    return out, command, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for(condition, seconds: float = 120.0) -> None:
@@ -73,7 +82,7 @@ def test_two_workers_train_every_run_once_with_their_share_of_the_cores(tmp_path
     for run_id in TABLE3_RUNS:
         run = out / "runs" / run_id
         assert event_names(run).count("started") == 1 and (run / EVALUATION_FILE).is_file()
-        assert _started_event(run)["device"].startswith(f"cpu ({threads} thread")
+        assert _events(run)[0]["device"].startswith(f"cpu ({threads} thread")
         log = (out / "logs" / f"{run_id}.log").read_text(encoding="utf-8")
         assert f"[1/1] {run_id}: training and evaluating" in log and f"[1/1] {run_id}: AP " in log
         assert f"{run_id} finished: AP " in result.stderr
@@ -103,19 +112,14 @@ def test_a_failing_run_is_reported_and_the_other_runs_finish(tmp_path):
 
 
 def test_sigterm_stops_the_workers_after_a_checkpoint_and_the_same_command_continues(tmp_path):
-    data = write_experiment_dataset(tmp_path / "data")
-    out = tmp_path / "out"
-    preset_file = tmp_path / "long.json"
-    preset_file.write_text(json.dumps(LONG), encoding="utf-8")
-    command = _command(data, out, preset_file, "--tables", "1", "--key-rows-only")
-    grid = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, command, grid = _start_long_key_rows(tmp_path)
     _wait_for(lambda: _training(out, KEY_RUNS[0]) and _training(out, KEY_RUNS[1]))
     grid.send_signal(signal.SIGTERM)
     _, stderr = grid.communicate(timeout=300)
     assert grid.returncode == 130, stderr
     assert "rerun the same command to continue the grid" in stderr
     for run_id in KEY_RUNS[:2]:
-        events = [json.loads(line) for line in (out / "runs" / run_id / "events.jsonl").read_text().splitlines()]
+        events = _events(out / "runs" / run_id)
         assert events[-1]["event"] == "stopped" and events[-1]["reason"] == "SIGTERM"
         assert events[-2]["event"] == "checkpoint" and events[-2]["reason"] == "stop"
         assert not (out / "runs" / run_id / EVALUATION_FILE).exists()
@@ -124,8 +128,7 @@ def test_sigterm_stops_the_workers_after_a_checkpoint_and_the_same_command_conti
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     for run_id in KEY_RUNS[:2]:
-        started = [json.loads(line) for line in (out / "runs" / run_id / "events.jsonl").read_text().splitlines()
-                   if json.loads(line)["event"] == "started"]
+        started = [event for event in _events(out / "runs" / run_id) if event["event"] == "started"]
         assert len(started) == 2 and started[1]["resumed_from"] > 0
     assert all((out / "runs" / run_id / EVALUATION_FILE).is_file() for run_id in KEY_RUNS)
 
@@ -134,12 +137,7 @@ def test_a_killed_worker_fails_its_run_and_the_other_worker_finishes_the_grid(tm
     """SIGKILL (as the out-of-memory killer sends) leaves no chance to report: the parent sees
     the worker gone, names its run as failed with the exit code, and the rest is done; the same
     command then trains the killed run again."""
-    data = write_experiment_dataset(tmp_path / "data")
-    out = tmp_path / "out"
-    preset_file = tmp_path / "long.json"
-    preset_file.write_text(json.dumps(LONG), encoding="utf-8")
-    command = _command(data, out, preset_file, "--tables", "1", "--key-rows-only")
-    grid = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, command, grid = _start_long_key_rows(tmp_path)
     _wait_for(lambda: _training(out, KEY_RUNS[0]) or _training(out, KEY_RUNS[1]))
     workers = [child for child in psutil.Process(grid.pid).children()
                if "spawn_main" in " ".join(child.cmdline())]

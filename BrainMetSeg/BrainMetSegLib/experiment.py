@@ -6,6 +6,7 @@ Layout of an experiment folder DIR:
     DIR/runs/<run id>/          one training run (train.py's folder: options.json,
                                 events.jsonl, checkpoint, model/) + evaluation.json
     DIR/data/<subset>/          Table 3's smaller training cohorts (hard links)
+    DIR/logs/<run id>.log       with several workers, the output of the run's worker
     DIR/report.md, DIR/results.json, DIR/figures/*.png
 
 A run whose model/ and evaluation.json both exist is finished and skipped, so the same
