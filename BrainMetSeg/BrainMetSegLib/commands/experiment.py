@@ -43,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with its own runs; the report shows every finished run of the grid")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="train N runs at once, each in a process of its own with 1/N of the cores (on 2 CPU "
-                             "cores 2 workers ran the small grid in 1 h 9 min, one process in 1 h 18 min); each "
-                             "run's output goes to DIR/logs/<run id>.log (default 1: one run after the other, "
-                             "in this process)")
+                             "cores the small grid took 1 h 9 min with 2 workers, 1 h 18 min in one process: "
+                             "README, 'Several runs at once'); each run's output goes to DIR/logs/<run id>.log "
+                             "(default 1: one run after the other, in this process)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rebuild report.md, results.json and the figures from the finished runs")
