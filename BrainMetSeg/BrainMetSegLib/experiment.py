@@ -302,8 +302,7 @@ def _run_here(run: Run, where: str, dataset: Dataset, out: Path, preset: Experim
         if not isinstance(error, BrainMetSegError):
             log(traceback.format_exc())
         return RunOutcome(run, "failed", error=message)
-    summary = evaluation["summary"]
-    log(f"{where}: AP {_number(summary['ap'])}, max sensitivity {_number(summary['max_sensitivity'])}")
+    log(f"{where}: {scores_line(evaluation['summary'])}")
     return RunOutcome(run, "finished", evaluation)
 
 
@@ -326,6 +325,11 @@ def _run_in_workers(runs: Sequence[Run], dataset: Dataset, out: Path, preset: Ex
             error = error or f"not finished; see {log_path(out, run.run_id)}"
             outcomes[run.run_id] = RunOutcome(run, "failed", error=error)
     return outcomes
+
+
+def scores_line(summary: Dict[str, object]) -> str:
+    """'AP 0.333, max sensitivity 0.422': a finished run in one line of the log."""
+    return f"AP {_number(summary['ap'])}, max sensitivity {_number(summary['max_sensitivity'])}"
 
 
 def _number(value: object) -> str:

@@ -14,6 +14,7 @@ stops; SIGTERM to this process is passed on to the workers once, to the same eff
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -21,7 +22,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import BrainMetSegError
 from .experiment_grid import Run
@@ -94,12 +95,10 @@ def run_in_workers(runs: Sequence[Run], dataset_path: Path, out: Path, preset_do
                 if not any(process.is_alive() for process in processes):
                     break
                 continue
+            _record((kind, number, run_id, status, text), outcomes, running)
             if kind == "started":
-                running[number] = run_id
                 log(f"worker {number}: {run_id} started (log: {log_path(out, run_id)})")
                 continue
-            running.pop(number, None)
-            outcomes[run_id] = (status, None if status in ("finished", "skipped") else text)
             log(f"[{len(outcomes)}/{len(runs)}] worker {number}: {run_id} {status}" + (f": {text}" if text else ""))
             if progress is not None:
                 progress(len(outcomes) / len(runs), f"{len(outcomes)} of {len(runs)} runs done")
@@ -126,14 +125,21 @@ def _drain(results: Any, outcomes: Dict[str, Outcome], running: Dict[int, str]) 
     """Results the workers sent while this process was stopping."""
     while True:
         try:
-            kind, number, run_id, status, text = results.get(timeout=0.1)
+            message = results.get(timeout=0.1)
         except Exception:  # empty, or a message cut short by the interrupt: nothing more to learn
             return
-        if kind == "started":
-            running[number] = run_id
-        else:
-            running.pop(number, None)
-            outcomes[run_id] = (status, None if status in ("finished", "skipped") else text)
+        _record(message, outcomes, running)
+
+
+def _record(message: Tuple[str, int, str, Optional[str], Optional[str]], outcomes: Dict[str, Outcome],
+            running: Dict[int, str]) -> None:
+    """A worker's message: a run started on it, or its run done (with the error, if any)."""
+    kind, number, run_id, status, text = message
+    if kind == "started":
+        running[number] = run_id
+        return
+    running.pop(number, None)
+    outcomes[run_id] = (status, None if status in ("finished", "skipped") else text)
 
 
 class _StopForwarder:
@@ -167,7 +173,7 @@ def _work(number: int, dataset_path: str, out: str, preset_document: Dict[str, A
     """One worker: run after run from `tasks` until None, each with its output in its log."""
     import torch
 
-    from .experiment import GridStopped, run_grid
+    from .experiment import GridStopped, run_grid, scores_line
     from .experiment_presets import preset_from_json
 
     torch.set_num_threads(threads)
@@ -180,7 +186,7 @@ def _work(number: int, dataset_path: str, out: str, preset_document: Dict[str, A
         if run is None:
             return
         results.put(("started", number, run.run_id, None, None))
-        with open(log_path(Path(out), run.run_id), "a", encoding="utf-8") as log_file, _redirected(log_file):
+        with open(log_path(Path(out), run.run_id), "a", encoding="utf-8") as log_file, _output_to(log_file):
             try:
                 outcome = run_grid(Path(dataset_path), Path(out), preset, device=device, runs=[run],
                                    log=lambda message: print(message, file=sys.stderr, flush=True))[0]
@@ -190,36 +196,24 @@ def _work(number: int, dataset_path: str, out: str, preset_document: Dict[str, A
             except Exception as error:  # a run that cannot start (unreadable folder) must not hang the grid
                 results.put(("done", number, run.run_id, "failed", str(error) or type(error).__name__))
                 continue
-        results.put(("done", number, run.run_id, outcome.status, outcome.error or _scores(outcome.evaluation)))
+        text = outcome.error if outcome.error else scores_line(outcome.evaluation["summary"])
+        results.put(("done", number, run.run_id, outcome.status, text))
 
 
-def _scores(evaluation: Optional[Dict[str, Any]]) -> Optional[str]:
-    if not evaluation:
-        return None
-    summary = evaluation["summary"]
-    return ", ".join(f"{name} " + ("n/a" if summary[key] is None else f"{summary[key]:.3f}")
-                     for name, key in (("AP", "ap"), ("max sensitivity", "max_sensitivity")))
-
-
-class _redirected:
+@contextlib.contextmanager
+def _output_to(log_file: Any) -> Iterator[None]:
     """The process's stdout and stderr (file descriptors 1 and 2, so torch's and tqdm's output
     too) sent to `log_file` for the duration."""
-
-    def __init__(self, log_file: Any) -> None:
-        self.log_file = log_file
-        self.saved: List[int] = []
-
-    def __enter__(self) -> "_redirected":
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    try:
+        yield
+    finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        self.saved = [os.dup(1), os.dup(2)]
-        os.dup2(self.log_file.fileno(), 1)
-        os.dup2(self.log_file.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for target, saved in zip((1, 2), self.saved):
-            os.dup2(saved, target)
-            os.close(saved)
+        for target, copy in zip((1, 2), saved):
+            os.dup2(copy, target)
+            os.close(copy)
